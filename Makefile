@@ -1,0 +1,63 @@
+# Northstar's front door: `make help` lists the verbs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+PYTEST := $(UV) run --frozen pytest
+SERVICES := ingest metrics
+
+.PHONY: help setup run test test-unit test-integration test-e2e faults lint fmt protos protos-check bench bench-quick dataset images k8s-validate clean
+
+help: ## List the verbs
+	@grep -hE '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
+
+setup: ## Install uv (if missing), the workspace and the lint tools
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	$(UV) sync --frozen --all-packages
+	@if command -v npm >/dev/null 2>&1; then npm ci --silent --no-audit --no-fund >/dev/null; else echo "npm not found: buf lint will be skipped"; fi
+
+run: setup ## Bring up the whole suite locally (NATS, PostgreSQL, every service); Ctrl-C stops it
+	$(UV) run --frozen northstar-dev up
+
+test: setup lint protos-check ## Run every test (unit, integration, end to end, quick faults)
+	$(PYTEST) -q
+
+test-unit: setup ## Unit tests only (pure logic)
+	$(PYTEST) -q libs/runtime/tests/unit services/*/tests/unit
+
+test-integration: setup ## Integration tests (one service against real NATS and PostgreSQL)
+	$(PYTEST) -q libs/*/tests/integration services/*/tests/integration libs/harness/tests
+
+test-e2e: setup ## End-to-end tests across services
+	$(PYTEST) -q tests/e2e
+
+faults: setup ## The fault tests (also run by `make test`)
+	$(PYTEST) -q -m faults
+
+lint: setup ## ruff, mypy (strict outside tests) and buf lint
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen mypy libs/runtime/src libs/harness/src services/ingest/src services/metrics/src
+	@if [ -x node_modules/.bin/buf ]; then node_modules/.bin/buf lint && echo "buf lint: clean"; else echo "buf not installed: skipped"; fi
+
+fmt: setup ## Format the code
+	$(UV) run --frozen ruff format .
+	$(UV) run --frozen ruff check --fix .
+
+protos: setup ## Regenerate code and .pyi stubs from protos/
+	$(UV) run --frozen python scripts/gen_protos.py
+
+protos-check: setup ## Fail when regenerating the protos would change the tree
+	$(UV) run --frozen python scripts/gen_protos.py --check
+
+dataset: setup ## Write the seeded benchmark data set (bench/results/dataset)
+	$(UV) run --frozen python -m bench.dataset
+
+bench: setup ## Run the benchmarks and write BENCHMARKS.md
+	$(UV) run --frozen python -m bench.run
+
+bench-quick: setup ## A short benchmark smoke run (under 5 minutes)
+	$(UV) run --frozen python -m bench.run --quick
+
+clean: ## Remove local state (the dev stack's data, caches)
+	rm -rf .northstar .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Real servers and test helpers for Northstar: NATS, PostgreSQL, the dev stack."""

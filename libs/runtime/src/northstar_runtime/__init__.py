@@ -1,0 +1,1 @@
+"""The shared runtime of every Northstar service (DESIGN.md rule 6)."""

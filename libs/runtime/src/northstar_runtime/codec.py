@@ -1,0 +1,38 @@
+"""The log's envelope: how product events and domain events are encoded.
+
+Product events travel as `northstar.log.v1.EventBatch` protobuf messages, one
+per (request, partition). Headers say what a message is and in which schema
+version, so readers can upcast old versions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from northstar.log.v1 import log_pb2
+
+TYPE_HEADER = "Northstar-Type"
+SCHEMA_HEADER = "Northstar-Schema"
+EVENT_BATCH = "EventBatch"
+EVENT_BATCH_SCHEMA = "1"
+
+
+class UnknownRecord(ValueError):
+    """A log entry of a type or schema version this reader does not know."""
+
+
+def encode_batch(
+    tenant: str, partition: int, events: Sequence[log_pb2.StoredEvent]
+) -> tuple[bytes, dict[str, str]]:
+    """Payload and headers of one EventBatch message."""
+    batch = log_pb2.EventBatch(tenant=tenant, partition=partition, events=events)
+    return batch.SerializeToString(), {TYPE_HEADER: EVENT_BATCH, SCHEMA_HEADER: EVENT_BATCH_SCHEMA}
+
+
+def decode_batch(data: bytes, headers: Mapping[str, str]) -> log_pb2.EventBatch:
+    """Decode an EventBatch; raises UnknownRecord for anything else."""
+    kind = headers.get(TYPE_HEADER, EVENT_BATCH)
+    schema = headers.get(SCHEMA_HEADER, EVENT_BATCH_SCHEMA)
+    if kind != EVENT_BATCH or schema != EVENT_BATCH_SCHEMA:
+        raise UnknownRecord(f"not an EventBatch v1: {kind} v{schema}")
+    return log_pb2.EventBatch.FromString(data)

@@ -1,0 +1,1 @@
+"""The ingest service: product events in, durably appended to the log."""

@@ -1,0 +1,1 @@
+"""The ingest service's pure rules: no I/O, no clock but the one passed in."""

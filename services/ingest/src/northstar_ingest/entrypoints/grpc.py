@@ -1,0 +1,110 @@
+"""The IngestService servicer: proto in, use case, proto out; nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from google.protobuf import timestamp_pb2
+
+from northstar.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from northstar_ingest.application import EventResult, Ingestor, Outcome, TrackCommand
+from northstar_runtime.auth import Scope
+from northstar_runtime.grpc_server import check_deadline, current_principal
+
+SERVICE_NAME = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name
+SCOPES = {
+    f"/{SERVICE_NAME}/Track": Scope.INGEST,
+    f"/{SERVICE_NAME}/TrackStream": Scope.INGEST,
+}
+# Requests of one stream processed at once; answers still go out in order.
+STREAM_PIPELINE = 4
+
+_STATUS = {
+    Outcome.ACCEPTED: ingest_pb2.EVENT_STATUS_ACCEPTED,
+    Outcome.DUPLICATE: ingest_pb2.EVENT_STATUS_DUPLICATE,
+    Outcome.REJECTED: ingest_pb2.EVENT_STATUS_REJECTED,
+}
+
+
+def _sent_at_us(request: Any) -> int | None:
+    if not request.HasField("sent_at"):
+        return None
+    ts: timestamp_pb2.Timestamp = request.sent_at
+    return int(ts.seconds) * 1_000_000 + int(ts.nanos) // 1000
+
+
+def _results(results: list[EventResult]) -> tuple[list[ingest_pb2.EventResult], dict[str, int]]:
+    out = []
+    counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
+    for r in results:
+        counts[r.outcome.value] += 1
+        item = ingest_pb2.EventResult(index=r.index, event_id=r.event_id, status=_STATUS[r.outcome])
+        if r.rejection is not None:
+            item.rejection.field = r.rejection.field
+            item.rejection.rule = r.rejection.rule
+            item.rejection.description = r.rejection.description
+        out.append(item)
+    return out, counts
+
+
+class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
+    """Track and TrackStream over the Ingestor use case."""
+
+    def __init__(self, ingestor: Ingestor) -> None:
+        self._ingestor = ingestor
+
+    async def _track(self, request: Any) -> list[EventResult]:
+        principal = current_principal()
+        command = TrackCommand(
+            tenant=principal.tenant,
+            events=request.events,
+            request_bytes=request.ByteSize(),
+            sent_at_us=_sent_at_us(request),
+            historical_import=request.historical_import,
+            may_import=principal.has(Scope.ADMIN),
+        )
+        return await self._ingestor.track(command, timeout=check_deadline())
+
+    async def Track(  # noqa: N802 - gRPC method name
+        self, request: ingest_pb2.TrackRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> ingest_pb2.TrackResponse:
+        """Append a batch; one result per event."""
+        results, counts = _results(await self._track(request))
+        return ingest_pb2.TrackResponse(results=results, **counts)
+
+    async def TrackStream(  # noqa: N802 - gRPC method name
+        self,
+        request_iterator: AsyncIterator[ingest_pb2.TrackStreamRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[ingest_pb2.TrackStreamResponse]:
+        """Answer each request in order; at most STREAM_PIPELINE in flight (backpressure)."""
+        pending: asyncio.Queue[tuple[str, asyncio.Task[list[EventResult]]] | None] = asyncio.Queue(
+            maxsize=STREAM_PIPELINE
+        )
+
+        async def read() -> None:
+            try:
+                async for request in request_iterator:
+                    task = asyncio.create_task(self._track(request))
+                    await pending.put((request.request_id, task))
+            finally:
+                await pending.put(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (item := await pending.get()) is not None:
+                request_id, task = item
+                results, counts = _results(await task)
+                yield ingest_pb2.TrackStreamResponse(
+                    results=results, request_id=request_id, **counts
+                )
+            await reader
+        finally:
+            reader.cancel()
+            while not pending.empty():
+                left = pending.get_nowait()
+                if left is not None:
+                    left[1].cancel()

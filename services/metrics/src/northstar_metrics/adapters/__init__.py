@@ -1,0 +1,1 @@
+"""The metrics service's adapters: its PostgreSQL read models."""

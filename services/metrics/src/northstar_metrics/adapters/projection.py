@@ -1,0 +1,213 @@
+"""The activity projection: product events into dedup, activity and rollup tables."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+import orjson
+
+from northstar.log.v1 import log_pb2
+from northstar_metrics.domain.active_users import MAO_WINDOW, WINDOWS, NewDay, coverage_deltas
+from northstar_metrics.domain.time import day_of
+from northstar_runtime.codec import decode_batch
+from northstar_runtime.db import Connection
+from northstar_runtime.projector import LogEntry
+
+_NEIGHBOURS = {
+    "user_days": """
+        SELECT c.ord, c.present, c.prev, c.next FROM (
+          SELECT i.ord,
+            EXISTS (SELECT 1 FROM user_days u WHERE u.tenant = i.tenant
+                    AND u.user_id = i.subject AND u.day = i.day) AS present,
+            (SELECT max(u.day) FROM user_days u WHERE u.tenant = i.tenant
+                    AND u.user_id = i.subject AND u.day < i.day) AS prev,
+            (SELECT min(u.day) FROM user_days u WHERE u.tenant = i.tenant
+                    AND u.user_id = i.subject AND u.day > i.day) AS next
+          FROM unnest($1::text[], $2::text[], $3::date[]) WITH ORDINALITY
+               AS i(tenant, subject, day, ord)) c
+    """,
+    "org_success_days": """
+        SELECT c.ord, c.present, c.prev, c.next FROM (
+          SELECT i.ord,
+            EXISTS (SELECT 1 FROM org_success_days u WHERE u.tenant = i.tenant
+                    AND u.org_id = i.subject AND u.day = i.day) AS present,
+            (SELECT max(u.day) FROM org_success_days u WHERE u.tenant = i.tenant
+                    AND u.org_id = i.subject AND u.day < i.day) AS prev,
+            (SELECT min(u.day) FROM org_success_days u WHERE u.tenant = i.tenant
+                    AND u.org_id = i.subject AND u.day > i.day) AS next
+          FROM unnest($1::text[], $2::text[], $3::date[]) WITH ORDINALITY
+               AS i(tenant, subject, day, ord)) c
+    """,
+}
+_INSERT_DAYS = {
+    "user_days": "INSERT INTO user_days (tenant, user_id, day)"
+    " SELECT * FROM unnest($1::text[], $2::text[], $3::date[]) ON CONFLICT DO NOTHING",
+    "org_success_days": "INSERT INTO org_success_days (tenant, org_id, day)"
+    " SELECT * FROM unnest($1::text[], $2::text[], $3::date[]) ON CONFLICT DO NOTHING",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Event:
+    tenant: str
+    seq: int
+    event: log_pb2.StoredEvent
+
+
+def fingerprint(e: log_pb2.StoredEvent) -> bytes:
+    """What makes two events with one id the same: name, user, org, session, properties.
+
+    The timestamp is left out: a client that sent none gets the receive time,
+    which differs on every retry of the same event.
+    """
+    h = hashlib.blake2b(digest_size=16)
+    for part in (e.event, e.user_id, e.org_id, e.session_id):
+        h.update(part.encode())
+        h.update(b"\x1f")
+    h.update(e.properties_json)
+    return h.digest()
+
+
+def _is_successful_run(e: log_pb2.StoredEvent) -> bool:
+    if e.event != "workflow.run" or not e.org_id:
+        return False
+    return bool(orjson.loads(e.properties_json or b"{}").get("status") == "success")
+
+
+class ActivityProjection:
+    """Dedup, user and org activity days, and the active-users difference arrays."""
+
+    name = "activity"
+
+    async def apply(self, conn: Connection, entries: Sequence[LogEntry]) -> None:
+        """Apply a batch of EventBatch entries, exactly once in effect."""
+        events = [
+            _Event(batch.tenant, entry.seq, e)
+            for entry in entries
+            for batch in (decode_batch(entry.data, entry.headers),)
+            for e in batch.events
+        ]
+        fresh = await self._dedup(conn, events)
+        users: set[tuple[str, str, date]] = set()
+        orgs: set[tuple[str, str, date]] = set()
+        for ev in fresh:
+            e = ev.event
+            day = day_of(e.timestamp_us)
+            if e.user_id:
+                users.add((ev.tenant, e.user_id, day))
+            if _is_successful_run(e):
+                orgs.add((ev.tenant, e.org_id, day))
+        deltas: dict[tuple[str, date], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for table, facts, windows in (
+            ("user_days", users, WINDOWS),
+            ("org_success_days", orgs, {"mao": MAO_WINDOW}),
+        ):
+            new_days = await self._new_days(conn, table, sorted(facts))
+            for key, values in coverage_deltas(new_days, windows).items():
+                for name, v in values.items():
+                    deltas[key][name] += v
+        await self._add_deltas(conn, deltas)
+
+    async def _dedup(self, conn: Connection, events: list[_Event]) -> list[_Event]:
+        """Keep the events whose (tenant, event_id) was never stored; count the rest."""
+        first: dict[tuple[str, str], _Event] = {}
+        repeats: list[_Event] = []
+        for ev in events:
+            key = (ev.tenant, ev.event.event_id)
+            if key in first:
+                repeats.append(ev)
+            else:
+                first[key] = ev
+        candidates = list(first.values())
+        inserted = await conn.fetch(
+            "INSERT INTO events_seen (tenant, event_id, fingerprint, position)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bigint[])"
+            " ON CONFLICT DO NOTHING RETURNING tenant, event_id",
+            [e.tenant for e in candidates],
+            [e.event.event_id for e in candidates],
+            [fingerprint(e.event) for e in candidates],
+            [e.seq for e in candidates],
+        )
+        new_keys = {(r["tenant"], r["event_id"]) for r in inserted}
+        fresh = [e for e in candidates if (e.tenant, e.event.event_id) in new_keys]
+        repeats.extend(e for e in candidates if (e.tenant, e.event.event_id) not in new_keys)
+        if repeats:
+            await self._count_repeats(conn, repeats)
+        return fresh
+
+    async def _count_repeats(self, conn: Connection, repeats: list[_Event]) -> None:
+        rows = await conn.fetch(
+            "SELECT s.tenant, s.event_id, s.fingerprint FROM events_seen s"
+            " JOIN unnest($1::text[], $2::text[]) AS k(tenant, event_id)"
+            " ON s.tenant = k.tenant AND s.event_id = k.event_id",
+            [e.tenant for e in repeats],
+            [e.event.event_id for e in repeats],
+        )
+        stored = {(r["tenant"], r["event_id"]): bytes(r["fingerprint"]) for r in rows}
+        counts: dict[tuple[str, date], list[int]] = defaultdict(lambda: [0, 0])
+        for e in repeats:
+            c = counts[(e.tenant, day_of(e.event.received_at_us))]
+            c[0] += 1
+            if stored.get((e.tenant, e.event.event_id)) != fingerprint(e.event):
+                c[1] += 1
+        keys = sorted(counts)
+        await conn.execute(
+            "INSERT INTO quality_daily (tenant, day, duplicates, id_conflicts)"
+            " SELECT * FROM unnest($1::text[], $2::date[], $3::bigint[], $4::bigint[])"
+            " ON CONFLICT (tenant, day) DO UPDATE SET"
+            " duplicates = quality_daily.duplicates + excluded.duplicates,"
+            " id_conflicts = quality_daily.id_conflicts + excluded.id_conflicts",
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [counts[k][0] for k in keys],
+            [counts[k][1] for k in keys],
+        )
+
+    async def _new_days(
+        self, conn: Connection, table: str, facts: list[tuple[str, str, date]]
+    ) -> list[NewDay]:
+        """The facts not stored yet, with their stored neighbours; then store them."""
+        if not facts:
+            return []
+        columns = ([f[0] for f in facts], [f[1] for f in facts], [f[2] for f in facts])
+        rows = await conn.fetch(_NEIGHBOURS[table], *columns)
+        new = []
+        for r in rows:
+            if not r["present"]:
+                tenant, subject, day = facts[r["ord"] - 1]
+                new.append(NewDay(tenant, subject, day, prev=r["prev"], next=r["next"]))
+        await conn.execute(
+            _INSERT_DAYS[table],
+            [d.tenant for d in new],
+            [d.subject for d in new],
+            [d.day for d in new],
+        )
+        return new
+
+    async def _add_deltas(
+        self, conn: Connection, deltas: dict[tuple[str, date], dict[str, int]]
+    ) -> None:
+        if not deltas:
+            return
+        keys = sorted(deltas)
+        await conn.execute(
+            "INSERT INTO active_deltas (tenant, day, dau, wau, mau, mao)"
+            " SELECT * FROM unnest($1::text[], $2::date[], $3::bigint[], $4::bigint[],"
+            " $5::bigint[], $6::bigint[])"
+            " ON CONFLICT (tenant, day) DO UPDATE SET"
+            " dau = active_deltas.dau + excluded.dau, wau = active_deltas.wau + excluded.wau,"
+            " mau = active_deltas.mau + excluded.mau, mao = active_deltas.mao + excluded.mao",
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            *([deltas[k].get(name, 0) for k in keys] for name in ("dau", "wau", "mau", "mao")),
+        )
+
+    async def reset(self, conn: Connection) -> None:
+        """Empty every table this projection writes."""
+        await conn.execute(
+            "TRUNCATE events_seen, user_days, org_success_days, active_deltas, quality_daily"
+        )

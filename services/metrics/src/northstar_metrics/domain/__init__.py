@@ -1,0 +1,1 @@
+"""Pure metric definitions: no I/O."""

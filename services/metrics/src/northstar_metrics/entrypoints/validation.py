@@ -1,0 +1,37 @@
+"""Request validation shared by the metrics RPCs."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from northstar_runtime.errors import FieldViolation, InvalidArgument
+
+MAX_RANGE_DAYS = 3660
+
+
+def date_range(
+    from_date: str, to_date: str, *, max_days: int = MAX_RANGE_DAYS
+) -> tuple[date, date]:
+    """Parse an inclusive ISO date range or raise INVALID_ARGUMENT naming the fields."""
+    violations: list[FieldViolation] = []
+    parsed: dict[str, date] = {}
+    for name, text in (("from_date", from_date), ("to_date", to_date)):
+        try:
+            parsed[name] = date.fromisoformat(text)
+            if len(text) != 10:
+                raise ValueError(text)
+        except ValueError:
+            violations.append(FieldViolation(name, f"must be a date YYYY-MM-DD, got {text!r}"))
+    if not violations:
+        first, last = parsed["from_date"], parsed["to_date"]
+        if first > last:
+            violations.append(FieldViolation("to_date", "must not be before from_date"))
+        elif (last - first).days + 1 > max_days:
+            violations.append(FieldViolation("to_date", f"the range is at most {max_days} days"))
+    if violations:
+        raise InvalidArgument(
+            "; ".join(f"{v.field} {v.description}" for v in violations),
+            reason="INVALID_DATE_RANGE",
+            violations=violations,
+        )
+    return parsed["from_date"], parsed["to_date"]

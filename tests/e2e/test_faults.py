@@ -1,0 +1,206 @@
+"""The metrics service killed with SIGKILL mid-replay, and rebuilt: no loss, no double count."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+
+import asyncpg
+import grpc
+import pytest
+from google.protobuf import timestamp_pb2
+
+from northstar.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from northstar.metrics.v1 import metrics_pb2, metrics_pb2_grpc
+from northstar_harness.eventually import assert_eventually
+from northstar_harness.servers import free_port
+from northstar_ingest.bootstrap import build_host as build_ingest
+from northstar_ingest.settings import IngestSettings
+
+from .conftest import API_KEYS, READER_KEY, WRITER_KEY, auth, settings_env
+
+pytestmark = pytest.mark.faults
+
+START = datetime(2026, 9, 1, 8, tzinfo=UTC)
+USERS = 300
+DAYS = 40
+
+
+def generated_events() -> list[ingest_pb2.Event]:
+    """A deterministic spread of activity: user u is active every (u % 7 + 1)-th day."""
+    events = []
+    for u in range(USERS):
+        for d in range(0, DAYS, u % 7 + 1):
+            t = timestamp_pb2.Timestamp()
+            t.FromDatetime(START + timedelta(days=d, minutes=u))
+            events.append(
+                ingest_pb2.Event(
+                    event_id=f"u{u}-d{d}", event="page.view", user_id=f"u{u}", timestamp=t
+                )
+            )
+    return events
+
+
+def expected(
+    events: list[ingest_pb2.Event], first: date, last: date
+) -> list[tuple[str, int, int, int]]:
+    days: dict[str, set[date]] = {}
+    for e in events:
+        days.setdefault(e.user_id, set()).add(e.timestamp.ToDatetime(tzinfo=UTC).date())
+    rows = []
+    d = first
+    while d <= last:
+        counts = [
+            sum(1 for s in days.values() if any(d - timedelta(days=w - 1) <= x <= d for x in s))
+            for w in (1, 7, 30)
+        ]
+        rows.append((d.isoformat(), *counts))
+        d += timedelta(days=1)
+    return rows
+
+
+class MetricsProcess:
+    """`python -m northstar_metrics` as a real process, to kill."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def run(self, *args: str) -> int:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "northstar_metrics",
+            *args,
+            env=self.env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        return await asyncio.wait_for(proc.wait(), timeout=60)
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "northstar_metrics",
+            env=self.env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+
+    async def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        await self.proc.wait()
+
+    async def terminate(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return await asyncio.wait_for(self.proc.wait(), timeout=30)
+
+
+@pytest.fixture
+async def ingested(
+    nats_url: str, database_url: str, namespace: str
+) -> AsyncIterator[list[ingest_pb2.Event]]:
+    """The generated events, tracked through a real ingest service."""
+    host = build_ingest(
+        IngestSettings(**settings_env(nats_url, database_url, namespace)), configure_process=False
+    )  # type: ignore[arg-type]
+    port = await host.start()
+    events = generated_events()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = ingest_pb2_grpc.IngestServiceStub(channel)
+        for i in range(0, len(events), 100):
+            response = await stub.Track(
+                ingest_pb2.TrackRequest(events=events[i : i + 100]),
+                metadata=auth(WRITER_KEY),
+                timeout=10,
+            )
+            assert response.accepted == len(events[i : i + 100])
+    await host.stop()
+    yield events
+
+
+async def test_sigkill_mid_replay_and_rebuild_give_exact_answers(
+    ingested: list[ingest_pb2.Event], nats_url: str, database_url: str, namespace: str
+) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "GRPC_ADDRESS": f"127.0.0.1:{port}",
+        "NATS_URL": nats_url,
+        "DATABASE_URL": database_url,
+        "NORTHSTAR_NAMESPACE": namespace,
+        "NORTHSTAR_API_KEYS": API_KEYS,
+        "NORTHSTAR_PARTITIONS": "4",
+        "PROJECTOR_BATCH_SIZE": "1",  # one log message per transaction: many chances to die mid-way
+        "LOG_LEVEL": "WARNING",
+    }
+    metrics = MetricsProcess(env)
+    db = await asyncpg.connect(database_url)
+    checkpoint_sql = (
+        f'SELECT coalesce(max(position), 0) FROM "{namespace}_metrics".projection_checkpoints'
+    )
+
+    async def position() -> int:
+        try:
+            return int(await db.fetchval(checkpoint_sql))
+        except asyncpg.exceptions.UndefinedTableError:
+            return 0
+
+    await metrics.start()
+    await assert_eventually(lambda: _past(position, 3), timeout=30)
+    await metrics.kill()
+    killed_at = await position()
+
+    first, last = START.date(), (START + timedelta(days=DAYS + 5)).date()
+    truth = expected(ingested, first, last)
+    env_with_full_batches = {**env, "PROJECTOR_BATCH_SIZE": "500"}
+    metrics.env = env_with_full_batches
+    await metrics.start()
+    try:
+        answer = await _settled(port, first, last, truth)
+        assert killed_at < answer.log_position
+    finally:
+        assert await metrics.terminate() == 0  # graceful drain on SIGTERM
+
+    assert await metrics.run("rebuild") == 0
+    assert await position() == 0
+    await metrics.start()
+    try:
+        await _settled(port, first, last, truth)
+    finally:
+        await metrics.terminate()
+        await db.close()
+
+
+async def _past(position: object, n: int) -> bool:
+    return await position() >= n  # type: ignore[operator,no-any-return]
+
+
+async def _settled(
+    port: int, first: date, last: date, truth: list[tuple[str, int, int, int]]
+) -> metrics_pb2.ActiveUsersResponse:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = metrics_pb2_grpc.MetricsServiceStub(channel)
+
+        async def exact() -> metrics_pb2.ActiveUsersResponse:
+            try:
+                answer = await stub.ActiveUsers(
+                    metrics_pb2.ActiveUsersRequest(
+                        from_date=first.isoformat(), to_date=last.isoformat()
+                    ),
+                    metadata=auth(READER_KEY),
+                    timeout=5,
+                )
+            except grpc.aio.AioRpcError as e:
+                raise AssertionError(f"not serving yet: {e.code()}") from e
+            assert [(d.date, d.dau, d.wau, d.mau) for d in answer.days] == truth
+            return answer
+
+        return await assert_eventually(exact, timeout=60, interval=0.2)
