@@ -14,7 +14,7 @@ help: ## List the verbs
 setup: ## Install uv (if missing), the workspace and the lint tools
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
 	$(UV) sync --frozen --all-packages
-	@if command -v npm >/dev/null 2>&1; then npm ci --silent --no-audit --no-fund >/dev/null; else echo "npm not found: buf lint will be skipped"; fi
+	@if command -v npm >/dev/null 2>&1; then npm install --no-audit --no-fund --loglevel=error; else echo "npm not found: buf lint will be skipped"; fi
 
 run: setup ## Bring up the whole suite locally (NATS, PostgreSQL, every service); Ctrl-C stops it
 	$(UV) run --frozen northstar-dev up
