@@ -102,6 +102,9 @@ class ServiceHost:
             await migrate(pool, schema, load_migrations(self._migrations_package))
         self.resources = Resources(s, self.topology, log_client, pool, keys)
         self.parts = await self._build(self.resources)
+        # Checkpoint tables exist before the first query can ask for a position.
+        for projector in self.parts.projectors:
+            await projector.setup()
         late.install(self.parts.register)
         for projector in self.parts.projectors:
             self._tasks.append(asyncio.create_task(projector.run(), name=projector.name))

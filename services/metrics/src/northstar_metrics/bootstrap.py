@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from northstar.metrics.v1 import metrics_pb2_grpc
+from northstar_metrics.adapters.event_store import EventStore
+from northstar_metrics.adapters.ingest_requests import IngestRequestsProjection
 from northstar_metrics.adapters.projection import ActivityProjection
 from northstar_metrics.adapters.queries import ReadModel
+from northstar_metrics.entrypoints.deps import MetricsDeps
 from northstar_metrics.entrypoints.grpc import SCOPES, SERVICE_NAME, MetricsServicer
 from northstar_metrics.settings import MetricsSettings
 from northstar_runtime.projector import Projector
@@ -40,14 +43,33 @@ def build_host(settings: MetricsSettings, *, configure_process: bool = True) -> 
 
     async def build(resources: Resources) -> ServiceParts:
         assert resources.pool is not None
-        servicer = MetricsServicer(ReadModel(resources.pool))
+        servicer = MetricsServicer(
+            MetricsDeps(
+                read_model=ReadModel(resources.pool),
+                events=EventStore(resources.pool),
+                pool=resources.pool,
+                log=resources.log,
+                topology=resources.topology,
+            )
+        )
         return ServiceParts(
             register=[
                 lambda server: metrics_pb2_grpc.add_MetricsServiceServicer_to_server(
                     servicer, server
                 )
             ],
-            projectors=[build_projector(resources, settings)],
+            projectors=[
+                build_projector(resources, settings),
+                Projector(
+                    log_client=resources.log,
+                    pool=resources.pool,
+                    service="metrics",
+                    projection=IngestRequestsProjection(),
+                    stream=resources.topology.domain_stream,
+                    filter_subjects=[resources.topology.domain_service_filter("ingest")],
+                    batch_size=settings.projector_batch_size,
+                ),
+            ],
         )
 
     return ServiceHost(

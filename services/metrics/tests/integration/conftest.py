@@ -21,14 +21,20 @@ from northstar_runtime.topology import Topology
 from ..reference import Ev
 
 READ_KEY = "metrics-reader-key-01"
+ADMIN_KEY = "metrics-admin-key-01"
 TENANTS = [f"t{i}" for i in range(200)]
-API_KEYS = ",".join(f"{t}:read:{READ_KEY}-{t}" for t in TENANTS)
+API_KEYS = ",".join(f"{t}:read:{READ_KEY}-{t},{t}:admin:{ADMIN_KEY}-{t}" for t in TENANTS)
 _ids = itertools.count()
 
 
 def auth(tenant: str) -> tuple[tuple[str, str]]:
     """Metadata of tenant's read key."""
     return (("authorization", f"Bearer {READ_KEY}-{tenant}"),)
+
+
+def admin_auth(tenant: str) -> tuple[tuple[str, str]]:
+    """Metadata of tenant's admin key."""
+    return (("authorization", f"Bearer {ADMIN_KEY}-{tenant}"),)
 
 
 def stored(e: Ev) -> log_pb2.StoredEvent:

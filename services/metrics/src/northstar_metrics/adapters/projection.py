@@ -92,6 +92,7 @@ class ActivityProjection:
             for e in batch.events
         ]
         fresh = await self._dedup(conn, events)
+        await self._store_events(conn, fresh)
         users: set[tuple[str, str, date]] = set()
         orgs: set[tuple[str, str, date]] = set()
         for ev in fresh:
@@ -138,6 +139,46 @@ class ActivityProjection:
         if repeats:
             await self._count_repeats(conn, repeats)
         return fresh
+
+    async def _store_events(self, conn: Connection, fresh: list[_Event]) -> None:
+        """Keep every first-seen event for the ad-hoc queries (COPY: the fastest path)."""
+        if not fresh:
+            return
+        await conn.copy_records_to_table(
+            "events",
+            records=[
+                (
+                    ev.tenant,
+                    e.event_id,
+                    e.event,
+                    e.user_id,
+                    e.org_id,
+                    e.session_id,
+                    e.timestamp_us,
+                    e.original_timestamp_us,
+                    e.received_at_us,
+                    e.sent_at_us,
+                    (e.properties_json or b"{}").decode(),
+                    ev.seq,
+                )
+                for ev in fresh
+                for e in (ev.event,)
+            ],
+            columns=[
+                "tenant",
+                "event_id",
+                "event",
+                "user_id",
+                "org_id",
+                "session_id",
+                "ts_us",
+                "original_ts_us",
+                "received_at_us",
+                "sent_at_us",
+                "properties",
+                "position",
+            ],
+        )
 
     async def _count_repeats(self, conn: Connection, repeats: list[_Event]) -> None:
         rows = await conn.fetch(
@@ -209,5 +250,6 @@ class ActivityProjection:
     async def reset(self, conn: Connection) -> None:
         """Empty every table this projection writes."""
         await conn.execute(
-            "TRUNCATE events_seen, user_days, org_success_days, active_deltas, quality_daily"
+            "TRUNCATE events_seen, events, user_days, org_success_days, active_deltas,"
+            " quality_daily"
         )

@@ -6,6 +6,7 @@ from datetime import date
 
 import asyncpg
 
+from northstar_metrics.adapters.event_store import ACTIVITY_POSITION_SQL
 from northstar_metrics.domain.active_users import ActiveUsersDay, series
 
 
@@ -26,8 +27,6 @@ class ReadModel:
                 tenant,
                 last,
             )
-            position = await conn.fetchval(
-                "SELECT coalesce(max(position), 0) FROM projection_checkpoints"
-            )
+            position = await conn.fetchval(ACTIVITY_POSITION_SQL)
         values = [(r["day"], r["dau"], r["wau"], r["mau"], r["mao"]) for r in rows]
         return series(values, first, last), int(position)

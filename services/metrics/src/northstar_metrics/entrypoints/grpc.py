@@ -7,14 +7,26 @@ from typing import Any
 import grpc
 
 from northstar.metrics.v1 import metrics_pb2, metrics_pb2_grpc
-from northstar_metrics.adapters.queries import ReadModel
+from northstar_metrics.entrypoints.deps import MetricsDeps
+from northstar_metrics.entrypoints.rpc_activation import ActivationRpcs
+from northstar_metrics.entrypoints.rpc_funnel import FunnelRpcs
+from northstar_metrics.entrypoints.rpc_kpis import KpiRpcs
+from northstar_metrics.entrypoints.rpc_quality import QualityRpcs
+from northstar_metrics.entrypoints.rpc_retention import RetentionRpcs
+from northstar_metrics.entrypoints.rpc_revenue import RevenueRpcs
+from northstar_metrics.entrypoints.rpc_series import SeriesRpcs
+from northstar_metrics.entrypoints.rpc_trend import TrendRpcs
 from northstar_metrics.entrypoints.validation import date_range
 from northstar_runtime.auth import Scope
 from northstar_runtime.errors import FieldViolation, InvalidArgument
 from northstar_runtime.grpc_server import current_principal
 
 SERVICE_NAME = metrics_pb2.DESCRIPTOR.services_by_name["MetricsService"].full_name
-SCOPES = {f"/{SERVICE_NAME}/ActiveUsers": Scope.READ}
+_ADMIN_METHODS = {"GetKpiConfig", "UpdateKpiConfig"}
+SCOPES = {
+    f"/{SERVICE_NAME}/{method.name}": Scope.ADMIN if method.name in _ADMIN_METHODS else Scope.READ
+    for method in metrics_pb2.DESCRIPTOR.services_by_name["MetricsService"].methods
+}
 
 _METRIC_FIELD = {
     metrics_pb2.ACTIVE_USERS_METRIC_DAU: "dau",
@@ -25,11 +37,21 @@ _METRIC_FIELD = {
 }
 
 
-class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
-    """The metrics RPCs over the read model."""
+class MetricsServicer(
+    RetentionRpcs,
+    ActivationRpcs,
+    FunnelRpcs,
+    TrendRpcs,
+    RevenueRpcs,
+    KpiRpcs,
+    SeriesRpcs,
+    QualityRpcs,
+    metrics_pb2_grpc.MetricsServiceServicer,
+):
+    """The metrics RPCs over the read models; each group lives in its rpc_* module."""
 
-    def __init__(self, read_model: ReadModel) -> None:
-        self._read = read_model
+    def __init__(self, deps: MetricsDeps) -> None:
+        self.deps = deps
 
     async def ActiveUsers(  # noqa: N802 - gRPC method name
         self, request: metrics_pb2.ActiveUsersRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -45,7 +67,9 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
                 ],
             )
         wanted = _METRIC_FIELD.get(request.metric)
-        days, position = await self._read.active_users(current_principal().tenant, first, last)
+        days, position = await self.deps.read_model.active_users(
+            current_principal().tenant, first, last
+        )
         response = metrics_pb2.ActiveUsersResponse(log_position=position)
         for d in days:
             row = response.days.add(

@@ -22,23 +22,31 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from northstar.metrics.v1 import activation_pb2 as northstar_dot_metrics_dot_v1_dot_activation__pb2
+from northstar.metrics.v1 import funnel_pb2 as northstar_dot_metrics_dot_v1_dot_funnel__pb2
+from northstar.metrics.v1 import kpis_pb2 as northstar_dot_metrics_dot_v1_dot_kpis__pb2
+from northstar.metrics.v1 import quality_pb2 as northstar_dot_metrics_dot_v1_dot_quality__pb2
+from northstar.metrics.v1 import retention_pb2 as northstar_dot_metrics_dot_v1_dot_retention__pb2
+from northstar.metrics.v1 import revenue_pb2 as northstar_dot_metrics_dot_v1_dot_revenue__pb2
+from northstar.metrics.v1 import series_pb2 as northstar_dot_metrics_dot_v1_dot_series__pb2
+from northstar.metrics.v1 import trend_pb2 as northstar_dot_metrics_dot_v1_dot_trend__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"northstar/metrics/v1/metrics.proto\x12\x14northstar.metrics.v1\"q\n\x12\x41\x63tiveUsersRequest\x12\x11\n\tfrom_date\x18\x01 \x01(\t\x12\x0f\n\x07to_date\x18\x02 \x01(\t\x12\x37\n\x06metric\x18\x03 \x01(\x0e\x32\'.northstar.metrics.v1.ActiveUsersMetric\"_\n\x13\x41\x63tiveUsersResponse\x12\x32\n\x04\x64\x61ys\x18\x01 \x03(\x0b\x32$.northstar.metrics.v1.ActiveUsersDay\x12\x14\n\x0clog_position\x18\x02 \x01(\x04\"\x98\x01\n\x0e\x41\x63tiveUsersDay\x12\x0c\n\x04\x64\x61te\x18\x01 \x01(\t\x12\x0b\n\x03\x64\x61u\x18\x02 \x01(\x03\x12\x0b\n\x03wau\x18\x03 \x01(\x03\x12\x0b\n\x03mau\x18\x04 \x01(\x03\x12\x17\n\nstickiness\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x0b\n\x03mao\x18\x06 \x01(\x03\x12\x12\n\x05value\x18\x07 \x01(\x01H\x01\x88\x01\x01\x42\r\n\x0b_stickinessB\x08\n\x06_value*\xd0\x01\n\x11\x41\x63tiveUsersMetric\x12#\n\x1f\x41\x43TIVE_USERS_METRIC_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41\x43TIVE_USERS_METRIC_DAU\x10\x01\x12\x1b\n\x17\x41\x43TIVE_USERS_METRIC_WAU\x10\x02\x12\x1b\n\x17\x41\x43TIVE_USERS_METRIC_MAU\x10\x03\x12\"\n\x1e\x41\x43TIVE_USERS_METRIC_STICKINESS\x10\x04\x12\x1b\n\x17\x41\x43TIVE_USERS_METRIC_MAO\x10\x05\x32t\n\x0eMetricsService\x12\x62\n\x0b\x41\x63tiveUsers\x12(.northstar.metrics.v1.ActiveUsersRequest\x1a).northstar.metrics.v1.ActiveUsersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"northstar/metrics/v1/metrics.proto\x12\x14northstar.metrics.v1\x1a%northstar/metrics/v1/activation.proto\x1a!northstar/metrics/v1/funnel.proto\x1a\x1fnorthstar/metrics/v1/kpis.proto\x1a\"northstar/metrics/v1/quality.proto\x1a$northstar/metrics/v1/retention.proto\x1a\"northstar/metrics/v1/revenue.proto\x1a!northstar/metrics/v1/series.proto\x1a northstar/metrics/v1/trend.proto\"q\n\x12\x41\x63tiveUsersRequest\x12\x11\n\tfrom_date\x18\x01 \x01(\t\x12\x0f\n\x07to_date\x18\x02 \x01(\t\x12\x37\n\x06metric\x18\x03 \x01(\x0e\x32\'.northstar.metrics.v1.ActiveUsersMetric\"_\n\x13\x41\x63tiveUsersResponse\x12\x32\n\x04\x64\x61ys\x18\x01 \x03(\x0b\x32$.northstar.metrics.v1.ActiveUsersDay\x12\x14\n\x0clog_position\x18\x02 \x01(\x04\"\x98\x01\n\x0e\x41\x63tiveUsersDay\x12\x0c\n\x04\x64\x61te\x18\x01 \x01(\t\x12\x0b\n\x03\x64\x61u\x18\x02 \x01(\x03\x12\x0b\n\x03wau\x18\x03 \x01(\x03\x12\x0b\n\x03mau\x18\x04 \x01(\x03\x12\x17\n\nstickiness\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x0b\n\x03mao\x18\x06 \x01(\x03\x12\x12\n\x05value\x18\x07 \x01(\x01H\x01\x88\x01\x01\x42\r\n\x0b_stickinessB\x08\n\x06_value*\xd0\x01\n\x11\x41\x63tiveUsersMetric\x12#\n\x1f\x41\x43TIVE_USERS_METRIC_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41\x43TIVE_USERS_METRIC_DAU\x10\x01\x12\x1b\n\x17\x41\x43TIVE_USERS_METRIC_WAU\x10\x02\x12\x1b\n\x17\x41\x43TIVE_USERS_METRIC_MAU\x10\x03\x12\"\n\x1e\x41\x43TIVE_USERS_METRIC_STICKINESS\x10\x04\x12\x1b\n\x17\x41\x43TIVE_USERS_METRIC_MAO\x10\x05\x32\xc0\n\n\x0eMetricsService\x12\x62\n\x0b\x41\x63tiveUsers\x12(.northstar.metrics.v1.ActiveUsersRequest\x1a).northstar.metrics.v1.ActiveUsersResponse\x12\\\n\tRetention\x12&.northstar.metrics.v1.RetentionRequest\x1a\'.northstar.metrics.v1.RetentionResponse\x12k\n\x0eRetentionTrend\x12+.northstar.metrics.v1.RetentionTrendRequest\x1a,.northstar.metrics.v1.RetentionTrendResponse\x12_\n\nActivation\x12\'.northstar.metrics.v1.ActivationRequest\x1a(.northstar.metrics.v1.ActivationResponse\x12\\\n\tWorkflows\x12&.northstar.metrics.v1.WorkflowsRequest\x1a\'.northstar.metrics.v1.WorkflowsResponse\x12S\n\x06\x46unnel\x12#.northstar.metrics.v1.FunnelRequest\x1a$.northstar.metrics.v1.FunnelResponse\x12P\n\x05Trend\x12\".northstar.metrics.v1.TrendRequest\x1a#.northstar.metrics.v1.TrendResponse\x12V\n\x07Revenue\x12$.northstar.metrics.v1.RevenueRequest\x1a%.northstar.metrics.v1.RevenueResponse\x12M\n\x04Kpis\x12!.northstar.metrics.v1.KpisRequest\x1a\".northstar.metrics.v1.KpisResponse\x12\x65\n\x0cGetKpiConfig\x12).northstar.metrics.v1.GetKpiConfigRequest\x1a*.northstar.metrics.v1.GetKpiConfigResponse\x12n\n\x0fUpdateKpiConfig\x12,.northstar.metrics.v1.UpdateKpiConfigRequest\x1a-.northstar.metrics.v1.UpdateKpiConfigResponse\x12\\\n\tAnomalies\x12&.northstar.metrics.v1.AnomaliesRequest\x1a\'.northstar.metrics.v1.AnomaliesResponse\x12Y\n\x08\x46orecast\x12%.northstar.metrics.v1.ForecastRequest\x1a&.northstar.metrics.v1.ForecastResponse\x12\x62\n\x0b\x44\x61taQuality\x12(.northstar.metrics.v1.DataQualityRequest\x1a).northstar.metrics.v1.DataQualityResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'northstar.metrics.v1.metrics_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ACTIVEUSERSMETRIC']._serialized_start=428
-  _globals['_ACTIVEUSERSMETRIC']._serialized_end=636
-  _globals['_ACTIVEUSERSREQUEST']._serialized_start=60
-  _globals['_ACTIVEUSERSREQUEST']._serialized_end=173
-  _globals['_ACTIVEUSERSRESPONSE']._serialized_start=175
-  _globals['_ACTIVEUSERSRESPONSE']._serialized_end=270
-  _globals['_ACTIVEUSERSDAY']._serialized_start=273
-  _globals['_ACTIVEUSERSDAY']._serialized_end=425
-  _globals['_METRICSSERVICE']._serialized_start=638
-  _globals['_METRICSSERVICE']._serialized_end=754
+  _globals['_ACTIVEUSERSMETRIC']._serialized_start=714
+  _globals['_ACTIVEUSERSMETRIC']._serialized_end=922
+  _globals['_ACTIVEUSERSREQUEST']._serialized_start=346
+  _globals['_ACTIVEUSERSREQUEST']._serialized_end=459
+  _globals['_ACTIVEUSERSRESPONSE']._serialized_start=461
+  _globals['_ACTIVEUSERSRESPONSE']._serialized_end=556
+  _globals['_ACTIVEUSERSDAY']._serialized_start=559
+  _globals['_ACTIVEUSERSDAY']._serialized_end=711
+  _globals['_METRICSSERVICE']._serialized_start=925
+  _globals['_METRICSSERVICE']._serialized_end=2269
 # @@protoc_insertion_point(module_scope)

@@ -3,7 +3,15 @@
 import grpc
 import warnings
 
+from northstar.metrics.v1 import activation_pb2 as northstar_dot_metrics_dot_v1_dot_activation__pb2
+from northstar.metrics.v1 import funnel_pb2 as northstar_dot_metrics_dot_v1_dot_funnel__pb2
+from northstar.metrics.v1 import kpis_pb2 as northstar_dot_metrics_dot_v1_dot_kpis__pb2
 from northstar.metrics.v1 import metrics_pb2 as northstar_dot_metrics_dot_v1_dot_metrics__pb2
+from northstar.metrics.v1 import quality_pb2 as northstar_dot_metrics_dot_v1_dot_quality__pb2
+from northstar.metrics.v1 import retention_pb2 as northstar_dot_metrics_dot_v1_dot_retention__pb2
+from northstar.metrics.v1 import revenue_pb2 as northstar_dot_metrics_dot_v1_dot_revenue__pb2
+from northstar.metrics.v1 import series_pb2 as northstar_dot_metrics_dot_v1_dot_series__pb2
+from northstar.metrics.v1 import trend_pb2 as northstar_dot_metrics_dot_v1_dot_trend__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -42,6 +50,71 @@ class MetricsServiceStub:
                 request_serializer=northstar_dot_metrics_dot_v1_dot_metrics__pb2.ActiveUsersRequest.SerializeToString,
                 response_deserializer=northstar_dot_metrics_dot_v1_dot_metrics__pb2.ActiveUsersResponse.FromString,
                 _registered_method=True)
+        self.Retention = channel.unary_unary(
+                '/northstar.metrics.v1.MetricsService/Retention',
+                request_serializer=northstar_dot_metrics_dot_v1_dot_retention__pb2.RetentionRequest.SerializeToString,
+                response_deserializer=northstar_dot_metrics_dot_v1_dot_retention__pb2.RetentionResponse.FromString,
+                _registered_method=True)
+        self.RetentionTrend = channel.unary_unary(
+                '/northstar.metrics.v1.MetricsService/RetentionTrend',
+                request_serializer=northstar_dot_metrics_dot_v1_dot_retention__pb2.RetentionTrendRequest.SerializeToString,
+                response_deserializer=northstar_dot_metrics_dot_v1_dot_retention__pb2.RetentionTrendResponse.FromString,
+                _registered_method=True)
+        self.Activation = channel.unary_unary(
+                '/northstar.metrics.v1.MetricsService/Activation',
+                request_serializer=northstar_dot_metrics_dot_v1_dot_activation__pb2.ActivationRequest.SerializeToString,
+                response_deserializer=northstar_dot_metrics_dot_v1_dot_activation__pb2.ActivationResponse.FromString,
+                _registered_method=True)
+        self.Workflows = channel.unary_unary(
+                '/northstar.metrics.v1.MetricsService/Workflows',
+                request_serializer=northstar_dot_metrics_dot_v1_dot_activation__pb2.WorkflowsRequest.SerializeToString,
+                response_deserializer=northstar_dot_metrics_dot_v1_dot_activation__pb2.WorkflowsResponse.FromString,
+                _registered_method=True)
+        self.Funnel = channel.unary_unary(
+                '/northstar.metrics.v1.MetricsService/Funnel',
+                request_serializer=northstar_dot_metrics_dot_v1_dot_funnel__pb2.FunnelRequest.SerializeToString,
+                response_deserializer=northstar_dot_metrics_dot_v1_dot_funnel__pb2.FunnelResponse.FromString,
+                _registered_method=True)
+        self.Trend = channel.unary_unary(
+                '/northstar.metrics.v1.MetricsService/Trend',
+                request_serializer=northstar_dot_metrics_dot_v1_dot_trend__pb2.TrendRequest.SerializeToString,
+                response_deserializer=northstar_dot_metrics_dot_v1_dot_trend__pb2.TrendResponse.FromString,
+                _registered_method=True)
+        self.Revenue = channel.unary_unary(
+                '/northstar.metrics.v1.MetricsService/Revenue',
+                request_serializer=northstar_dot_metrics_dot_v1_dot_revenue__pb2.RevenueRequest.SerializeToString,
+                response_deserializer=northstar_dot_metrics_dot_v1_dot_revenue__pb2.RevenueResponse.FromString,
+                _registered_method=True)
+        self.Kpis = channel.unary_unary(
+                '/northstar.metrics.v1.MetricsService/Kpis',
+                request_serializer=northstar_dot_metrics_dot_v1_dot_kpis__pb2.KpisRequest.SerializeToString,
+                response_deserializer=northstar_dot_metrics_dot_v1_dot_kpis__pb2.KpisResponse.FromString,
+                _registered_method=True)
+        self.GetKpiConfig = channel.unary_unary(
+                '/northstar.metrics.v1.MetricsService/GetKpiConfig',
+                request_serializer=northstar_dot_metrics_dot_v1_dot_kpis__pb2.GetKpiConfigRequest.SerializeToString,
+                response_deserializer=northstar_dot_metrics_dot_v1_dot_kpis__pb2.GetKpiConfigResponse.FromString,
+                _registered_method=True)
+        self.UpdateKpiConfig = channel.unary_unary(
+                '/northstar.metrics.v1.MetricsService/UpdateKpiConfig',
+                request_serializer=northstar_dot_metrics_dot_v1_dot_kpis__pb2.UpdateKpiConfigRequest.SerializeToString,
+                response_deserializer=northstar_dot_metrics_dot_v1_dot_kpis__pb2.UpdateKpiConfigResponse.FromString,
+                _registered_method=True)
+        self.Anomalies = channel.unary_unary(
+                '/northstar.metrics.v1.MetricsService/Anomalies',
+                request_serializer=northstar_dot_metrics_dot_v1_dot_series__pb2.AnomaliesRequest.SerializeToString,
+                response_deserializer=northstar_dot_metrics_dot_v1_dot_series__pb2.AnomaliesResponse.FromString,
+                _registered_method=True)
+        self.Forecast = channel.unary_unary(
+                '/northstar.metrics.v1.MetricsService/Forecast',
+                request_serializer=northstar_dot_metrics_dot_v1_dot_series__pb2.ForecastRequest.SerializeToString,
+                response_deserializer=northstar_dot_metrics_dot_v1_dot_series__pb2.ForecastResponse.FromString,
+                _registered_method=True)
+        self.DataQuality = channel.unary_unary(
+                '/northstar.metrics.v1.MetricsService/DataQuality',
+                request_serializer=northstar_dot_metrics_dot_v1_dot_quality__pb2.DataQualityRequest.SerializeToString,
+                response_deserializer=northstar_dot_metrics_dot_v1_dot_quality__pb2.DataQualityResponse.FromString,
+                _registered_method=True)
 
 
 class MetricsServiceServicer:
@@ -57,6 +130,97 @@ class MetricsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Retention(self, request, context):
+        """Retention cohorts: the matrix of retained users per cohort and period.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetentionTrend(self, request, context):
+        """One retention period N over a range of cohorts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Activation(self, request, context):
+        """Activation rate, time-to-first-value stages, fast activation and paid conversion for a signup range.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Workflows(self, request, context):
+        """Workflow runs, successes, error rate and active workflows per period.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Funnel(self, request, context):
+        """Ordered-step conversion with a window, breakdown, exclusions and a time-to-convert histogram.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Trend(self, request, context):
+        """A series of event counts, unique users or a numeric property aggregate per interval, with breakdown.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Revenue(self, request, context):
+        """MRR per day, monthly movements, churn, LTV, CAC, payback, growth and the viral coefficient.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Kpis(self, request, context):
+        """Every KPI as of a date, the alignment score and the priority actions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetKpiConfig(self, request, context):
+        """The tenant's KPI targets, weights and thresholds.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateKpiConfig(self, request, context):
+        """Change KPI targets, weights and thresholds (optimistic concurrency).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Anomalies(self, request, context):
+        """Anomalous days of a daily series (z-score and relative rules).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Forecast(self, request, context):
+        """The next days of a daily series with 80 % and 95 % intervals, and past accuracy.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DataQuality(self, request, context):
+        """Data-quality counts and score for a period of received events.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MetricsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -64,6 +228,71 @@ def add_MetricsServiceServicer_to_server(servicer, server):
                     servicer.ActiveUsers,
                     request_deserializer=northstar_dot_metrics_dot_v1_dot_metrics__pb2.ActiveUsersRequest.FromString,
                     response_serializer=northstar_dot_metrics_dot_v1_dot_metrics__pb2.ActiveUsersResponse.SerializeToString,
+            ),
+            'Retention': grpc.unary_unary_rpc_method_handler(
+                    servicer.Retention,
+                    request_deserializer=northstar_dot_metrics_dot_v1_dot_retention__pb2.RetentionRequest.FromString,
+                    response_serializer=northstar_dot_metrics_dot_v1_dot_retention__pb2.RetentionResponse.SerializeToString,
+            ),
+            'RetentionTrend': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetentionTrend,
+                    request_deserializer=northstar_dot_metrics_dot_v1_dot_retention__pb2.RetentionTrendRequest.FromString,
+                    response_serializer=northstar_dot_metrics_dot_v1_dot_retention__pb2.RetentionTrendResponse.SerializeToString,
+            ),
+            'Activation': grpc.unary_unary_rpc_method_handler(
+                    servicer.Activation,
+                    request_deserializer=northstar_dot_metrics_dot_v1_dot_activation__pb2.ActivationRequest.FromString,
+                    response_serializer=northstar_dot_metrics_dot_v1_dot_activation__pb2.ActivationResponse.SerializeToString,
+            ),
+            'Workflows': grpc.unary_unary_rpc_method_handler(
+                    servicer.Workflows,
+                    request_deserializer=northstar_dot_metrics_dot_v1_dot_activation__pb2.WorkflowsRequest.FromString,
+                    response_serializer=northstar_dot_metrics_dot_v1_dot_activation__pb2.WorkflowsResponse.SerializeToString,
+            ),
+            'Funnel': grpc.unary_unary_rpc_method_handler(
+                    servicer.Funnel,
+                    request_deserializer=northstar_dot_metrics_dot_v1_dot_funnel__pb2.FunnelRequest.FromString,
+                    response_serializer=northstar_dot_metrics_dot_v1_dot_funnel__pb2.FunnelResponse.SerializeToString,
+            ),
+            'Trend': grpc.unary_unary_rpc_method_handler(
+                    servicer.Trend,
+                    request_deserializer=northstar_dot_metrics_dot_v1_dot_trend__pb2.TrendRequest.FromString,
+                    response_serializer=northstar_dot_metrics_dot_v1_dot_trend__pb2.TrendResponse.SerializeToString,
+            ),
+            'Revenue': grpc.unary_unary_rpc_method_handler(
+                    servicer.Revenue,
+                    request_deserializer=northstar_dot_metrics_dot_v1_dot_revenue__pb2.RevenueRequest.FromString,
+                    response_serializer=northstar_dot_metrics_dot_v1_dot_revenue__pb2.RevenueResponse.SerializeToString,
+            ),
+            'Kpis': grpc.unary_unary_rpc_method_handler(
+                    servicer.Kpis,
+                    request_deserializer=northstar_dot_metrics_dot_v1_dot_kpis__pb2.KpisRequest.FromString,
+                    response_serializer=northstar_dot_metrics_dot_v1_dot_kpis__pb2.KpisResponse.SerializeToString,
+            ),
+            'GetKpiConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetKpiConfig,
+                    request_deserializer=northstar_dot_metrics_dot_v1_dot_kpis__pb2.GetKpiConfigRequest.FromString,
+                    response_serializer=northstar_dot_metrics_dot_v1_dot_kpis__pb2.GetKpiConfigResponse.SerializeToString,
+            ),
+            'UpdateKpiConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateKpiConfig,
+                    request_deserializer=northstar_dot_metrics_dot_v1_dot_kpis__pb2.UpdateKpiConfigRequest.FromString,
+                    response_serializer=northstar_dot_metrics_dot_v1_dot_kpis__pb2.UpdateKpiConfigResponse.SerializeToString,
+            ),
+            'Anomalies': grpc.unary_unary_rpc_method_handler(
+                    servicer.Anomalies,
+                    request_deserializer=northstar_dot_metrics_dot_v1_dot_series__pb2.AnomaliesRequest.FromString,
+                    response_serializer=northstar_dot_metrics_dot_v1_dot_series__pb2.AnomaliesResponse.SerializeToString,
+            ),
+            'Forecast': grpc.unary_unary_rpc_method_handler(
+                    servicer.Forecast,
+                    request_deserializer=northstar_dot_metrics_dot_v1_dot_series__pb2.ForecastRequest.FromString,
+                    response_serializer=northstar_dot_metrics_dot_v1_dot_series__pb2.ForecastResponse.SerializeToString,
+            ),
+            'DataQuality': grpc.unary_unary_rpc_method_handler(
+                    servicer.DataQuality,
+                    request_deserializer=northstar_dot_metrics_dot_v1_dot_quality__pb2.DataQualityRequest.FromString,
+                    response_serializer=northstar_dot_metrics_dot_v1_dot_quality__pb2.DataQualityResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -96,6 +325,357 @@ class MetricsService:
             '/northstar.metrics.v1.MetricsService/ActiveUsers',
             northstar_dot_metrics_dot_v1_dot_metrics__pb2.ActiveUsersRequest.SerializeToString,
             northstar_dot_metrics_dot_v1_dot_metrics__pb2.ActiveUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Retention(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/northstar.metrics.v1.MetricsService/Retention',
+            northstar_dot_metrics_dot_v1_dot_retention__pb2.RetentionRequest.SerializeToString,
+            northstar_dot_metrics_dot_v1_dot_retention__pb2.RetentionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetentionTrend(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/northstar.metrics.v1.MetricsService/RetentionTrend',
+            northstar_dot_metrics_dot_v1_dot_retention__pb2.RetentionTrendRequest.SerializeToString,
+            northstar_dot_metrics_dot_v1_dot_retention__pb2.RetentionTrendResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Activation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/northstar.metrics.v1.MetricsService/Activation',
+            northstar_dot_metrics_dot_v1_dot_activation__pb2.ActivationRequest.SerializeToString,
+            northstar_dot_metrics_dot_v1_dot_activation__pb2.ActivationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Workflows(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/northstar.metrics.v1.MetricsService/Workflows',
+            northstar_dot_metrics_dot_v1_dot_activation__pb2.WorkflowsRequest.SerializeToString,
+            northstar_dot_metrics_dot_v1_dot_activation__pb2.WorkflowsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Funnel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/northstar.metrics.v1.MetricsService/Funnel',
+            northstar_dot_metrics_dot_v1_dot_funnel__pb2.FunnelRequest.SerializeToString,
+            northstar_dot_metrics_dot_v1_dot_funnel__pb2.FunnelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Trend(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/northstar.metrics.v1.MetricsService/Trend',
+            northstar_dot_metrics_dot_v1_dot_trend__pb2.TrendRequest.SerializeToString,
+            northstar_dot_metrics_dot_v1_dot_trend__pb2.TrendResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Revenue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/northstar.metrics.v1.MetricsService/Revenue',
+            northstar_dot_metrics_dot_v1_dot_revenue__pb2.RevenueRequest.SerializeToString,
+            northstar_dot_metrics_dot_v1_dot_revenue__pb2.RevenueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Kpis(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/northstar.metrics.v1.MetricsService/Kpis',
+            northstar_dot_metrics_dot_v1_dot_kpis__pb2.KpisRequest.SerializeToString,
+            northstar_dot_metrics_dot_v1_dot_kpis__pb2.KpisResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetKpiConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/northstar.metrics.v1.MetricsService/GetKpiConfig',
+            northstar_dot_metrics_dot_v1_dot_kpis__pb2.GetKpiConfigRequest.SerializeToString,
+            northstar_dot_metrics_dot_v1_dot_kpis__pb2.GetKpiConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateKpiConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/northstar.metrics.v1.MetricsService/UpdateKpiConfig',
+            northstar_dot_metrics_dot_v1_dot_kpis__pb2.UpdateKpiConfigRequest.SerializeToString,
+            northstar_dot_metrics_dot_v1_dot_kpis__pb2.UpdateKpiConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Anomalies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/northstar.metrics.v1.MetricsService/Anomalies',
+            northstar_dot_metrics_dot_v1_dot_series__pb2.AnomaliesRequest.SerializeToString,
+            northstar_dot_metrics_dot_v1_dot_series__pb2.AnomaliesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Forecast(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/northstar.metrics.v1.MetricsService/Forecast',
+            northstar_dot_metrics_dot_v1_dot_series__pb2.ForecastRequest.SerializeToString,
+            northstar_dot_metrics_dot_v1_dot_series__pb2.ForecastResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DataQuality(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/northstar.metrics.v1.MetricsService/DataQuality',
+            northstar_dot_metrics_dot_v1_dot_quality__pb2.DataQualityRequest.SerializeToString,
+            northstar_dot_metrics_dot_v1_dot_quality__pb2.DataQualityResponse.FromString,
             options,
             channel_credentials,
             insecure,

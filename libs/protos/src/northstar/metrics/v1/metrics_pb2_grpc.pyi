@@ -5,7 +5,15 @@ isort:skip_file
 
 from collections import abc as _abc
 from grpc import aio as _aio
+from northstar.metrics.v1 import activation_pb2 as _activation_pb2
+from northstar.metrics.v1 import funnel_pb2 as _funnel_pb2
+from northstar.metrics.v1 import kpis_pb2 as _kpis_pb2
 from northstar.metrics.v1 import metrics_pb2 as _metrics_pb2
+from northstar.metrics.v1 import quality_pb2 as _quality_pb2
+from northstar.metrics.v1 import retention_pb2 as _retention_pb2
+from northstar.metrics.v1 import revenue_pb2 as _revenue_pb2
+from northstar.metrics.v1 import series_pb2 as _series_pb2
+from northstar.metrics.v1 import trend_pb2 as _trend_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys
@@ -38,6 +46,32 @@ class MetricsServiceStub:
     def __new__(cls, channel: _aio.Channel) -> MetricsServiceAsyncStub: ...
     ActiveUsers: _grpc.UnaryUnaryMultiCallable[_metrics_pb2.ActiveUsersRequest, _metrics_pb2.ActiveUsersResponse]
     """ActiveUsers answers DAU, WAU, MAU, stickiness and MAO per day of a range."""
+    Retention: _grpc.UnaryUnaryMultiCallable[_retention_pb2.RetentionRequest, _retention_pb2.RetentionResponse]
+    """Retention cohorts: the matrix of retained users per cohort and period."""
+    RetentionTrend: _grpc.UnaryUnaryMultiCallable[_retention_pb2.RetentionTrendRequest, _retention_pb2.RetentionTrendResponse]
+    """One retention period N over a range of cohorts."""
+    Activation: _grpc.UnaryUnaryMultiCallable[_activation_pb2.ActivationRequest, _activation_pb2.ActivationResponse]
+    """Activation rate, time-to-first-value stages, fast activation and paid conversion for a signup range."""
+    Workflows: _grpc.UnaryUnaryMultiCallable[_activation_pb2.WorkflowsRequest, _activation_pb2.WorkflowsResponse]
+    """Workflow runs, successes, error rate and active workflows per period."""
+    Funnel: _grpc.UnaryUnaryMultiCallable[_funnel_pb2.FunnelRequest, _funnel_pb2.FunnelResponse]
+    """Ordered-step conversion with a window, breakdown, exclusions and a time-to-convert histogram."""
+    Trend: _grpc.UnaryUnaryMultiCallable[_trend_pb2.TrendRequest, _trend_pb2.TrendResponse]
+    """A series of event counts, unique users or a numeric property aggregate per interval, with breakdown."""
+    Revenue: _grpc.UnaryUnaryMultiCallable[_revenue_pb2.RevenueRequest, _revenue_pb2.RevenueResponse]
+    """MRR per day, monthly movements, churn, LTV, CAC, payback, growth and the viral coefficient."""
+    Kpis: _grpc.UnaryUnaryMultiCallable[_kpis_pb2.KpisRequest, _kpis_pb2.KpisResponse]
+    """Every KPI as of a date, the alignment score and the priority actions."""
+    GetKpiConfig: _grpc.UnaryUnaryMultiCallable[_kpis_pb2.GetKpiConfigRequest, _kpis_pb2.GetKpiConfigResponse]
+    """The tenant's KPI targets, weights and thresholds."""
+    UpdateKpiConfig: _grpc.UnaryUnaryMultiCallable[_kpis_pb2.UpdateKpiConfigRequest, _kpis_pb2.UpdateKpiConfigResponse]
+    """Change KPI targets, weights and thresholds (optimistic concurrency)."""
+    Anomalies: _grpc.UnaryUnaryMultiCallable[_series_pb2.AnomaliesRequest, _series_pb2.AnomaliesResponse]
+    """Anomalous days of a daily series (z-score and relative rules)."""
+    Forecast: _grpc.UnaryUnaryMultiCallable[_series_pb2.ForecastRequest, _series_pb2.ForecastResponse]
+    """The next days of a daily series with 80 % and 95 % intervals, and past accuracy."""
+    DataQuality: _grpc.UnaryUnaryMultiCallable[_quality_pb2.DataQualityRequest, _quality_pb2.DataQualityResponse]
+    """Data-quality counts and score for a period of received events."""
 
 @_typing.type_check_only
 class MetricsServiceAsyncStub(MetricsServiceStub):
@@ -49,6 +83,32 @@ class MetricsServiceAsyncStub(MetricsServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     ActiveUsers: _aio.UnaryUnaryMultiCallable[_metrics_pb2.ActiveUsersRequest, _metrics_pb2.ActiveUsersResponse]  # type: ignore[assignment]
     """ActiveUsers answers DAU, WAU, MAU, stickiness and MAO per day of a range."""
+    Retention: _aio.UnaryUnaryMultiCallable[_retention_pb2.RetentionRequest, _retention_pb2.RetentionResponse]  # type: ignore[assignment]
+    """Retention cohorts: the matrix of retained users per cohort and period."""
+    RetentionTrend: _aio.UnaryUnaryMultiCallable[_retention_pb2.RetentionTrendRequest, _retention_pb2.RetentionTrendResponse]  # type: ignore[assignment]
+    """One retention period N over a range of cohorts."""
+    Activation: _aio.UnaryUnaryMultiCallable[_activation_pb2.ActivationRequest, _activation_pb2.ActivationResponse]  # type: ignore[assignment]
+    """Activation rate, time-to-first-value stages, fast activation and paid conversion for a signup range."""
+    Workflows: _aio.UnaryUnaryMultiCallable[_activation_pb2.WorkflowsRequest, _activation_pb2.WorkflowsResponse]  # type: ignore[assignment]
+    """Workflow runs, successes, error rate and active workflows per period."""
+    Funnel: _aio.UnaryUnaryMultiCallable[_funnel_pb2.FunnelRequest, _funnel_pb2.FunnelResponse]  # type: ignore[assignment]
+    """Ordered-step conversion with a window, breakdown, exclusions and a time-to-convert histogram."""
+    Trend: _aio.UnaryUnaryMultiCallable[_trend_pb2.TrendRequest, _trend_pb2.TrendResponse]  # type: ignore[assignment]
+    """A series of event counts, unique users or a numeric property aggregate per interval, with breakdown."""
+    Revenue: _aio.UnaryUnaryMultiCallable[_revenue_pb2.RevenueRequest, _revenue_pb2.RevenueResponse]  # type: ignore[assignment]
+    """MRR per day, monthly movements, churn, LTV, CAC, payback, growth and the viral coefficient."""
+    Kpis: _aio.UnaryUnaryMultiCallable[_kpis_pb2.KpisRequest, _kpis_pb2.KpisResponse]  # type: ignore[assignment]
+    """Every KPI as of a date, the alignment score and the priority actions."""
+    GetKpiConfig: _aio.UnaryUnaryMultiCallable[_kpis_pb2.GetKpiConfigRequest, _kpis_pb2.GetKpiConfigResponse]  # type: ignore[assignment]
+    """The tenant's KPI targets, weights and thresholds."""
+    UpdateKpiConfig: _aio.UnaryUnaryMultiCallable[_kpis_pb2.UpdateKpiConfigRequest, _kpis_pb2.UpdateKpiConfigResponse]  # type: ignore[assignment]
+    """Change KPI targets, weights and thresholds (optimistic concurrency)."""
+    Anomalies: _aio.UnaryUnaryMultiCallable[_series_pb2.AnomaliesRequest, _series_pb2.AnomaliesResponse]  # type: ignore[assignment]
+    """Anomalous days of a daily series (z-score and relative rules)."""
+    Forecast: _aio.UnaryUnaryMultiCallable[_series_pb2.ForecastRequest, _series_pb2.ForecastResponse]  # type: ignore[assignment]
+    """The next days of a daily series with 80 % and 95 % intervals, and past accuracy."""
+    DataQuality: _aio.UnaryUnaryMultiCallable[_quality_pb2.DataQualityRequest, _quality_pb2.DataQualityResponse]  # type: ignore[assignment]
+    """Data-quality counts and score for a period of received events."""
 
 class MetricsServiceServicer(metaclass=_abc_1.ABCMeta):
     """MetricsService answers the numbers of spec/metrics.md from read models
@@ -63,5 +123,109 @@ class MetricsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_metrics_pb2.ActiveUsersResponse, _abc.Awaitable[_metrics_pb2.ActiveUsersResponse]]:
         """ActiveUsers answers DAU, WAU, MAU, stickiness and MAO per day of a range."""
+
+    @_abc_1.abstractmethod
+    def Retention(
+        self,
+        request: _retention_pb2.RetentionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_retention_pb2.RetentionResponse, _abc.Awaitable[_retention_pb2.RetentionResponse]]:
+        """Retention cohorts: the matrix of retained users per cohort and period."""
+
+    @_abc_1.abstractmethod
+    def RetentionTrend(
+        self,
+        request: _retention_pb2.RetentionTrendRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_retention_pb2.RetentionTrendResponse, _abc.Awaitable[_retention_pb2.RetentionTrendResponse]]:
+        """One retention period N over a range of cohorts."""
+
+    @_abc_1.abstractmethod
+    def Activation(
+        self,
+        request: _activation_pb2.ActivationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_activation_pb2.ActivationResponse, _abc.Awaitable[_activation_pb2.ActivationResponse]]:
+        """Activation rate, time-to-first-value stages, fast activation and paid conversion for a signup range."""
+
+    @_abc_1.abstractmethod
+    def Workflows(
+        self,
+        request: _activation_pb2.WorkflowsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_activation_pb2.WorkflowsResponse, _abc.Awaitable[_activation_pb2.WorkflowsResponse]]:
+        """Workflow runs, successes, error rate and active workflows per period."""
+
+    @_abc_1.abstractmethod
+    def Funnel(
+        self,
+        request: _funnel_pb2.FunnelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_funnel_pb2.FunnelResponse, _abc.Awaitable[_funnel_pb2.FunnelResponse]]:
+        """Ordered-step conversion with a window, breakdown, exclusions and a time-to-convert histogram."""
+
+    @_abc_1.abstractmethod
+    def Trend(
+        self,
+        request: _trend_pb2.TrendRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_trend_pb2.TrendResponse, _abc.Awaitable[_trend_pb2.TrendResponse]]:
+        """A series of event counts, unique users or a numeric property aggregate per interval, with breakdown."""
+
+    @_abc_1.abstractmethod
+    def Revenue(
+        self,
+        request: _revenue_pb2.RevenueRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_revenue_pb2.RevenueResponse, _abc.Awaitable[_revenue_pb2.RevenueResponse]]:
+        """MRR per day, monthly movements, churn, LTV, CAC, payback, growth and the viral coefficient."""
+
+    @_abc_1.abstractmethod
+    def Kpis(
+        self,
+        request: _kpis_pb2.KpisRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_kpis_pb2.KpisResponse, _abc.Awaitable[_kpis_pb2.KpisResponse]]:
+        """Every KPI as of a date, the alignment score and the priority actions."""
+
+    @_abc_1.abstractmethod
+    def GetKpiConfig(
+        self,
+        request: _kpis_pb2.GetKpiConfigRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_kpis_pb2.GetKpiConfigResponse, _abc.Awaitable[_kpis_pb2.GetKpiConfigResponse]]:
+        """The tenant's KPI targets, weights and thresholds."""
+
+    @_abc_1.abstractmethod
+    def UpdateKpiConfig(
+        self,
+        request: _kpis_pb2.UpdateKpiConfigRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_kpis_pb2.UpdateKpiConfigResponse, _abc.Awaitable[_kpis_pb2.UpdateKpiConfigResponse]]:
+        """Change KPI targets, weights and thresholds (optimistic concurrency)."""
+
+    @_abc_1.abstractmethod
+    def Anomalies(
+        self,
+        request: _series_pb2.AnomaliesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_series_pb2.AnomaliesResponse, _abc.Awaitable[_series_pb2.AnomaliesResponse]]:
+        """Anomalous days of a daily series (z-score and relative rules)."""
+
+    @_abc_1.abstractmethod
+    def Forecast(
+        self,
+        request: _series_pb2.ForecastRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_series_pb2.ForecastResponse, _abc.Awaitable[_series_pb2.ForecastResponse]]:
+        """The next days of a daily series with 80 % and 95 % intervals, and past accuracy."""
+
+    @_abc_1.abstractmethod
+    def DataQuality(
+        self,
+        request: _quality_pb2.DataQualityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_quality_pb2.DataQualityResponse, _abc.Awaitable[_quality_pb2.DataQualityResponse]]:
+        """Data-quality counts and score for a period of received events."""
 
 def add_MetricsServiceServicer_to_server(servicer: MetricsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,1 @@
+"""Northstar's benchmarks: `python -m bench.run [--quick]` writes BENCHMARKS.md."""

@@ -1,0 +1,179 @@
+"""Cohort counts for retention, aggregated in PostgreSQL from `events` and `user_days`.
+
+One statement per query: the users' signups (earliest `user.signup` by timestamp, then
+event_id in code-point order: `COLLATE "C"` compares UTF-8 bytes, which orders like code
+points), their cohorts, and the users counted per (cohort, period), so that only
+cohort-by-period counts leave the database. domain/retention.py `count_cohorts` is the
+same computation in plain Python; the tests hold the two to the same answers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import UTC, date, datetime, time, timedelta
+
+import asyncpg
+
+from northstar_metrics.adapters.event_store import ACTIVITY_POSITION_SQL
+from northstar_metrics.domain.retention import (
+    CohortCounts,
+    CohortGranularity,
+    CohortQuery,
+    RetentionMode,
+    cohort_starts,
+    period_end,
+)
+
+# Days since the epoch of a timestamp (floor division, in integers: numeric is slow).
+_DAY_NUMBER = "(ts_us / 86400000000 - CASE WHEN ts_us % 86400000000 < 0 THEN 1 ELSE 0 END)::int"
+# Sorting and hashing a tenant's signups and activity days needs more than the default.
+_WORK_MEM = "SET LOCAL work_mem = '256MB'"
+
+# The first day of the cohort period of `signup_day`. Casting to `timestamp` (no time
+# zone) keeps the session's time zone out of date_trunc.
+_COHORT = {
+    CohortGranularity.DAY: "signup_day",
+    CohortGranularity.WEEK: "date_trunc('week', signup_day::timestamp)::date",
+    CohortGranularity.MONTH: "date_trunc('month', signup_day::timestamp)::date",
+}
+
+
+def _months(column: str) -> str:
+    return f"(extract(year FROM {column})::int * 12 + extract(month FROM {column})::int)"
+
+
+# The period of the cohort `cohort` holding the activity day `{day}` (>= cohort).
+_PERIOD = {
+    CohortGranularity.DAY: "({day} - cohort)",
+    CohortGranularity.WEEK: "(({day} - cohort) / 7)",
+    CohortGranularity.MONTH: f"({_months('{day}')} - {_months('cohort')})",
+}
+
+# $1 tenant, $2 signups before this instant (us), $3 segment property or NULL,
+# $4 segment value, $5/$6 first/last cohort start.
+_COHORTS = """
+WITH firsts AS (
+  SELECT DISTINCT ON (user_id) user_id, ts_us, properties
+  FROM events
+  WHERE tenant = $1 AND event = 'user.signup' AND user_id <> '' AND ts_us < $2
+  ORDER BY user_id, ts_us, event_id COLLATE "C"
+), signups AS (
+  SELECT user_id, date '1970-01-01' + {day_number} AS signup_day
+  FROM firsts
+  WHERE $3::text IS NULL OR properties -> $3::text = to_jsonb($4::text)
+), cohorts AS MATERIALIZED (
+  SELECT user_id, cohort FROM (SELECT user_id, {cohort} AS cohort FROM signups) s
+  WHERE cohort BETWEEN $5::date AND $6::date
+)
+SELECT cohort, NULL::int AS period, count(*) AS users FROM cohorts GROUP BY cohort
+UNION ALL
+{tally}
+"""
+
+# The first day of period `{n}` of the cohort `cohort`.
+_PERIOD_START = {
+    CohortGranularity.DAY: "(cohort + {n})",
+    CohortGranularity.WEEK: "(cohort + 7 * {n})",
+    CohortGranularity.MONTH: "(cohort + make_interval(months => {n}))::date",
+}
+
+# ON_DAY: users with activity in each period. $7 last activity day; $8/$9 first and
+# last period wanted, turned into day bounds per cohort so that the primary key index
+# (tenant, user_id, day) reads only the days that can count. A user has one row per
+# day, so for DAY cohorts (one day per period) count(*) counts users; longer periods
+# first keep one row per (user, period).
+_ON_DAY = """
+SELECT cohort, period, count(*) AS users FROM (
+  SELECT {distinct} c.cohort, c.user_id, {period} AS period
+  FROM (SELECT cohort, user_id, {since} AS since, {until} AS until FROM cohorts) c
+  JOIN user_days u ON u.tenant = $1 AND u.user_id = c.user_id
+  WHERE u.day >= c.since AND u.day < c.until AND u.day <= $7::date
+) a
+GROUP BY cohort, period
+"""
+
+# ON_OR_AFTER: users by the period of their latest activity day on or before $7 (as_of),
+# one backward index probe per user.
+_ON_OR_AFTER = """
+SELECT cohort, {period} AS period, count(*) AS users FROM (
+  SELECT c.cohort, (
+    SELECT max(u.day) FROM user_days u
+    WHERE u.tenant = $1 AND u.user_id = c.user_id AND u.day >= c.cohort AND u.day <= $7::date
+  ) AS last_day
+  FROM cohorts c
+) a
+WHERE last_day IS NOT NULL
+GROUP BY 1, 2
+"""
+
+# The position of the projection that writes `events` and `user_days` (positions of
+# projections over other streams are not comparable with it).
+
+
+def _sql(granularity: CohortGranularity, mode: RetentionMode) -> str:
+    if mode is RetentionMode.ON_DAY:
+        distinct = "" if granularity is CohortGranularity.DAY else "DISTINCT"
+        period = _PERIOD[granularity].format(day="u.day")
+        since = _PERIOD_START[granularity].format(n="$8::int")
+        until = _PERIOD_START[granularity].format(n="($9::int + 1)")
+        tally = _ON_DAY.format(distinct=distinct, period=period, since=since, until=until)
+    else:
+        tally = _ON_OR_AFTER.format(period=_PERIOD[granularity].format(day="last_day"))
+    return _COHORTS.format(cohort=_COHORT[granularity], tally=tally, day_number=_DAY_NUMBER)
+
+
+def _us(day: date) -> int:
+    return int(datetime.combine(day, time(), tzinfo=UTC).timestamp()) * 1_000_000
+
+
+class RetentionStore:
+    """Per-cohort sizes and per-period user counts of a tenant, in one consistent snapshot."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def cohort_counts(
+        self, tenant: str, query: CohortQuery, periods: range
+    ) -> tuple[CohortCounts, int]:
+        """The counts of `query` (ON_DAY: only `periods`), and the log position they reflect."""
+        starts = cohort_starts(query.first, query.last, query.granularity)
+        if not starts:
+            return CohortCounts(query.mode, {}, {}), await self._position()
+        last_signup_day = period_end(starts[-1], 0, query.granularity)
+        signups_before = _us(min(last_signup_day, date.max - timedelta(days=1)) + timedelta(1))
+        last_day = query.as_of
+        if query.mode is RetentionMode.ON_DAY:
+            # Days after the last wanted period of the last cohort cannot count.
+            with contextlib.suppress(OverflowError):
+                last_day = min(
+                    last_day, period_end(starts[-1], periods.stop - 1, query.granularity)
+                )
+        segment = query.segment
+        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            args: list[object] = [
+                tenant,
+                signups_before,
+                segment.attribute.value if segment else None,
+                segment.value if segment else None,
+                starts[0],
+                starts[-1],
+                last_day,
+            ]
+            if query.mode is RetentionMode.ON_DAY:
+                args += [periods.start, periods.stop - 1]
+            await conn.execute(_WORK_MEM)
+            rows = await conn.fetch(_sql(query.granularity, query.mode), *args)
+            position = await conn.fetchval(ACTIVITY_POSITION_SQL)
+        sizes: dict[date, int] = {}
+        tally: dict[tuple[date, int], int] = {}
+        for r in rows:
+            if r["period"] is None:
+                sizes[r["cohort"]] = r["users"]
+            else:
+                tally[(r["cohort"], r["period"])] = r["users"]
+        return CohortCounts(query.mode, sizes, tally), int(position)
+
+    async def _position(self) -> int:
+        async with self._pool.acquire() as conn:
+            value = await conn.fetchval(ACTIVITY_POSITION_SQL)
+        return int(value)

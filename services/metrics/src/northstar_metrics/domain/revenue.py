@@ -1,0 +1,442 @@
+"""Revenue (spec/metrics.md "Revenue"): MRR per day, monthly movements, churn, LTV, CAC.
+
+An org's *state* at an instant T is its latest (timestamp, then event_id) counted
+`subscription.*` event with timestamp <= T; it pays that event's `mrr` when the event is
+a `subscription.started` or `subscription.changed` with `mrr` > 0, and nothing otherwise.
+Day d's state is taken at its last microsecond, so "timestamp <= end of d" is
+"timestamp < start of d + 1".
+
+Readings where the spec leaves a choice (each one what an analyst would expect):
+
+- Counted events (events.md): a `subscription.*` without `org_id` is skipped, and so is
+  a `subscription.started` / `subscription.changed` whose `mrr` is not a JSON integer
+  >= 0; a skipped event leaves the org's previous state in force. `mrr = 0` is counted:
+  the org is then not paying.
+- "JSON integer" is the stored JSON type: `1200` counts, `1200.0`, `"1200"` and `true` do
+  not. Ingest stores an integral protobuf `Struct` number as a JSON integer, so only a
+  client that sends JSON text with `1200.0` gets the event skipped.
+- `subscription.*` is every event name that starts with `subscription.`: an unknown one
+  (say `subscription.paused`) with an `org_id` ends paying, like `subscription.canceled`.
+- Movements are magnitudes (all >= 0): `mrr_end - mrr_start = new + expansion -
+  contraction - churned`, each org compared only at the two ends of the month (an org
+  that cancels and restarts inside the month is expansion, contraction or nothing).
+- `marketing.spend` counts in the month of its timestamp when `amount` is a JSON
+  integer (negative amounts, refunds, count as given). Its `channel` must be a string to
+  count per channel; without one the spend counts only in the overall CAC.
+- An org's acquisition channel is the string `channel` of the earliest `user.signup`
+  event (any user, not only users' first signups) whose `org_id` is the org, over all
+  time; when that event has no string `channel` the org has no acquisition channel.
+- Per-channel CAC lists every channel with spend or with new orgs in the month.
+- `growth(MRR, M)` uses MRR at the end of M and of M-1, the latter being M's `mrr_start`.
+- "Signups in M" are users whose signup (earliest `user.signup` with a `user_id`) has
+  its UTC day in M; `referral` is that signup's `channel` being exactly the string.
+- Ratios over a zero (or absent) denominator are absent: LTV with no churn, LTV/CAC with
+  a CAC of 0, payback with no paying org at the end of the month.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from northstar_metrics.domain.events import EventRow
+from northstar_metrics.domain.signups import Signup
+from northstar_metrics.domain.time import US_PER_DAY
+
+SUBSCRIPTION_PREFIX = "subscription."
+PAYING_EVENTS = frozenset({"subscription.started", "subscription.changed"})
+MARKETING_SPEND = "marketing.spend"
+USER_SIGNUP = "user.signup"
+REFERRAL = "referral"
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+def start_us(day: date) -> int:
+    """The first microsecond of a UTC day."""
+    return (day.toordinal() - _EPOCH_ORDINAL) * US_PER_DAY
+
+
+def month_of(day: date) -> date:
+    """The first day of the day's month."""
+    return day.replace(day=1)
+
+
+def next_month(month: date) -> date:
+    """The first day of the month after the month starting on `month`."""
+    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
+
+
+def previous_month(month: date) -> date:
+    """The first day of the month before the month starting on `month`."""
+    return (month - timedelta(days=1)).replace(day=1)
+
+
+def months_overlapping(first: date, last: date) -> list[date]:
+    """The first days of every calendar month that overlaps [first, last]."""
+    months = []
+    month = month_of(first)
+    while month <= last:
+        months.append(month)
+        month = next_month(month)
+    return months
+
+
+def _ratio(numerator: float, denominator: float | None) -> float | None:
+    """numerator / denominator; absent over a zero or absent denominator (never 0)."""
+    if not denominator:
+        return None
+    return numerator / denominator
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionState:
+    """An org's state from one counted subscription event on; `mrr` 0 means not paying."""
+
+    org_id: str
+    ts_us: int
+    event_id: str
+    mrr: int
+
+
+def json_integer(value: object) -> int | None:
+    """A decoded JSON value that is an integer (not a float, not a bool); None otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value
+
+
+def text_value(value: object) -> str | None:
+    """A decoded JSON value that is a string; None otherwise."""
+    return value if isinstance(value, str) else None
+
+
+def counted_state(
+    event: str, org_id: str, ts_us: int, event_id: str, mrr: object
+) -> SubscriptionState | None:
+    """The state a subscription event sets (`mrr`: its decoded property), or None if skipped."""
+    if not event.startswith(SUBSCRIPTION_PREFIX) or not org_id:
+        return None
+    paid = 0
+    if event in PAYING_EVENTS:
+        value = json_integer(mrr)
+        if value is None or value < 0:
+            return None
+        paid = value
+    return SubscriptionState(org_id, ts_us, event_id, paid)
+
+
+def subscription_state(row: EventRow) -> SubscriptionState | None:
+    """The state a subscription event sets, or None when revenue skips the event."""
+    return counted_state(row.event, row.org_id, row.ts_us, row.event_id, row.properties.get("mrr"))
+
+
+def subscription_states(rows: Iterable[EventRow]) -> list[SubscriptionState]:
+    """The counted subscription events as states, in the order rule (timestamp, event_id)."""
+    states = [s for s in map(subscription_state, rows) if s is not None]
+    states.sort(key=lambda s: (s.ts_us, s.event_id))
+    return states
+
+
+@dataclass(frozen=True, slots=True)
+class Spend:
+    """One counted `marketing.spend`: its day, channel (None: no string one) and amount."""
+
+    day: date
+    channel: str | None
+    amount: int
+
+
+def counted_spend(day: date, channel: object, amount: object) -> Spend | None:
+    """A `marketing.spend` from its decoded properties; None when `amount` is no integer."""
+    value = json_integer(amount)
+    if value is None:
+        return None
+    return Spend(day, text_value(channel), value)
+
+
+def marketing_spend(rows: Iterable[EventRow]) -> list[Spend]:
+    """The `marketing.spend` events with an integer `amount`."""
+    spend = []
+    for row in rows:
+        if row.event == MARKETING_SPEND:
+            s = counted_spend(row.day, row.properties.get("channel"), row.properties.get("amount"))
+            if s is not None:
+                spend.append(s)
+    return spend
+
+
+def acquisition_channels(rows: Iterable[EventRow]) -> dict[str, str | None]:
+    """Per org: the string `channel` of the earliest `user.signup` carrying its org_id."""
+    earliest: dict[str, EventRow] = {}
+    for row in rows:
+        if row.event != USER_SIGNUP or not row.org_id:
+            continue
+        seen = earliest.get(row.org_id)
+        if seen is None or row.order_key < seen.order_key:
+            earliest[row.org_id] = row
+    return {org: text_value(row.properties.get("channel")) for org, row in earliest.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class MonthSignups:
+    """Users whose signup falls in a month, and those of them with channel `referral`."""
+
+    signups: int = 0
+    referral: int = 0
+
+
+def signups_by_month(signups: Iterable[Signup]) -> dict[date, MonthSignups]:
+    """Signups (users' first `user.signup`) counted by the month of their day."""
+    counts: dict[date, list[int]] = defaultdict(lambda: [0, 0])
+    for s in signups:
+        c = counts[month_of(s.day)]
+        c[0] += 1
+        if s.channel == REFERRAL:
+            c[1] += 1
+    return {month: MonthSignups(c[0], c[1]) for month, c in counts.items()}
+
+
+def signups_by_month_of_days(days: Iterable[tuple[date, int, int]]) -> dict[date, MonthSignups]:
+    """Monthly signups from (day, signups, referral signups) counts."""
+    counts: dict[date, list[int]] = defaultdict(lambda: [0, 0])
+    for day, total, referral in days:
+        c = counts[month_of(day)]
+        c[0] += total
+        c[1] += referral
+    return {month: MonthSignups(c[0], c[1]) for month, c in counts.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class RevenueFacts:
+    """What revenue reads from a tenant's events, reduced to the counted facts."""
+
+    states: tuple[SubscriptionState, ...]
+    spend: tuple[Spend, ...]
+    acquisition: dict[str, str | None]
+    signups: dict[date, MonthSignups]
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[EventRow], signups: dict[str, Signup]) -> RevenueFacts:
+        """Facts from subscription, marketing.spend and user.signup rows, and the signups."""
+        rows = list(rows)
+        return cls(
+            states=tuple(subscription_states(rows)),
+            spend=tuple(marketing_spend(rows)),
+            acquisition=acquisition_channels(rows),
+            signups=signups_by_month(signups.values()),
+        )
+
+
+def paying_at(
+    states: Sequence[SubscriptionState], cutoffs: Iterable[int]
+) -> dict[int, dict[str, int]]:
+    """Per cutoff instant: the paying orgs and their MRR, from the states before it.
+
+    A cutoff is exclusive (the state at the end of day d is the one at cutoff
+    `start_us(d + 1)`); `states` must be in the order rule.
+    """
+    snapshots: dict[int, dict[str, int]] = {}
+    current: dict[str, int] = {}
+    i = 0
+    for cutoff in sorted(set(cutoffs)):
+        while i < len(states) and states[i].ts_us < cutoff:
+            s = states[i]
+            if s.mrr > 0:
+                current[s.org_id] = s.mrr
+            else:
+                current.pop(s.org_id, None)
+            i += 1
+        snapshots[cutoff] = dict(current)
+    return snapshots
+
+
+@dataclass(frozen=True, slots=True)
+class RevenueDay:
+    """MRR, paying orgs and ARPU at the end of one day."""
+
+    day: date
+    mrr: int
+    paying_orgs: int
+    arpu: float | None
+
+
+def daily_revenue(states: Sequence[SubscriptionState], first: date, last: date) -> list[RevenueDay]:
+    """One RevenueDay per day of [first, last]; `states` must be in the order rule."""
+    current: dict[str, int] = {}
+    mrr = paying = 0
+    i = 0
+    days = []
+    day = first
+    while day <= last:
+        cutoff = start_us(day + timedelta(days=1))
+        while i < len(states) and states[i].ts_us < cutoff:
+            s = states[i]
+            before = current.get(s.org_id, 0)
+            mrr += s.mrr - before
+            paying += (s.mrr > 0) - (before > 0)
+            current[s.org_id] = s.mrr
+            i += 1
+        days.append(RevenueDay(day, mrr, paying, _ratio(mrr, paying)))
+        day += timedelta(days=1)
+    return days
+
+
+def mrr_by_day(rows: list[EventRow], first: date, last: date) -> dict[date, int]:
+    """MRR at the end of each day of [first, last], from a tenant's subscription events."""
+    return {d.day: d.mrr for d in daily_revenue(subscription_states(rows), first, last)}
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelCac:
+    """One acquisition channel's spend, new paying orgs and CAC in a month."""
+
+    channel: str
+    spend: int
+    new_orgs: int
+    cac: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class MonthRevenue:
+    """A month's MRR at both ends, its movements and the ratios built on them."""
+
+    month: date
+    mrr_start: int
+    mrr_end: int
+    paying_start: int
+    paying_end: int
+    new: int
+    new_orgs: int
+    expansion: int
+    expansion_orgs: int
+    contraction: int
+    contraction_orgs: int
+    churned: int
+    churned_orgs: int
+    churn_rate: float | None
+    arpu_end: float | None
+    ltv: float | None
+    spend: int
+    cac: float | None
+    ltv_to_cac: float | None
+    payback_months: float | None
+    mrr_growth: float | None
+    signups: int
+    previous_signups: int
+    referral_signups: int
+    signup_growth: float | None
+    viral_coefficient: float | None
+    channels: tuple[ChannelCac, ...]
+
+
+def _summarize(
+    facts: RevenueFacts,
+    month: date,
+    start: dict[str, int],
+    end: dict[str, int],
+    spend: Sequence[Spend],
+) -> MonthRevenue:
+    """One month from the paying orgs at its two ends and its counted spend."""
+    new = expansion = contraction = churned = 0
+    new_orgs: list[str] = []
+    expansion_orgs = contraction_orgs = 0
+    for org, mrr in end.items():
+        before = start.get(org)
+        if before is None:
+            new += mrr
+            new_orgs.append(org)
+        elif mrr > before:
+            expansion += mrr - before
+            expansion_orgs += 1
+        elif mrr < before:
+            contraction += before - mrr
+            contraction_orgs += 1
+    churned_orgs = 0
+    for org, mrr in start.items():
+        if org not in end:
+            churned += mrr
+            churned_orgs += 1
+    mrr_start, mrr_end = sum(start.values()), sum(end.values())
+
+    channel_spend: dict[str, int] = defaultdict(int)
+    for s in spend:
+        if s.channel is not None:
+            channel_spend[s.channel] += s.amount
+    channel_new: dict[str, int] = defaultdict(int)
+    for org in new_orgs:
+        channel = facts.acquisition.get(org)
+        if channel is not None:
+            channel_new[channel] += 1
+    channels = tuple(
+        ChannelCac(c, channel_spend[c], channel_new[c], _ratio(channel_spend[c], channel_new[c]))
+        for c in sorted(channel_spend.keys() | channel_new.keys())
+    )
+
+    total_spend = sum(s.amount for s in spend)
+    churn_rate = _ratio(churned_orgs, len(start))
+    arpu_end = _ratio(mrr_end, len(end))
+    ltv = None if arpu_end is None else _ratio(arpu_end, churn_rate)
+    cac = _ratio(total_spend, len(new_orgs))
+    this = facts.signups.get(month, MonthSignups())
+    previous = facts.signups.get(previous_month(month), MonthSignups())
+    return MonthRevenue(
+        month=month,
+        mrr_start=mrr_start,
+        mrr_end=mrr_end,
+        paying_start=len(start),
+        paying_end=len(end),
+        new=new,
+        new_orgs=len(new_orgs),
+        expansion=expansion,
+        expansion_orgs=expansion_orgs,
+        contraction=contraction,
+        contraction_orgs=contraction_orgs,
+        churned=churned,
+        churned_orgs=churned_orgs,
+        churn_rate=churn_rate,
+        arpu_end=arpu_end,
+        ltv=ltv,
+        spend=total_spend,
+        cac=cac,
+        ltv_to_cac=None if ltv is None else _ratio(ltv, cac),
+        payback_months=None if cac is None else _ratio(cac, arpu_end),
+        mrr_growth=_ratio(mrr_end - mrr_start, mrr_start),
+        signups=this.signups,
+        previous_signups=previous.signups,
+        referral_signups=this.referral,
+        signup_growth=_ratio(this.signups - previous.signups, previous.signups),
+        viral_coefficient=_ratio(this.referral, previous.signups),
+        channels=channels,
+    )
+
+
+def month_summaries(facts: RevenueFacts, months: Sequence[date]) -> list[MonthRevenue]:
+    """A MonthRevenue per month (each given by its first day), in one pass over the states."""
+    bounds = {m: (start_us(m), start_us(next_month(m))) for m in months}
+    snapshots = paying_at(facts.states, (b for pair in bounds.values() for b in pair))
+    spend: dict[date, list[Spend]] = defaultdict(list)
+    for s in facts.spend:
+        spend[month_of(s.day)].append(s)
+    return [
+        _summarize(facts, m, snapshots[bounds[m][0]], snapshots[bounds[m][1]], spend[m])
+        for m in months
+    ]
+
+
+def new_paying_orgs(states: Sequence[SubscriptionState], months: Sequence[date]) -> set[str]:
+    """The orgs that are new paying orgs in at least one of the months."""
+    bounds = {m: (start_us(m), start_us(next_month(m))) for m in months}
+    snapshots = paying_at(states, (b for pair in bounds.values() for b in pair))
+    return {
+        org
+        for start, end in bounds.values()
+        for org in snapshots[end].keys() - snapshots[start].keys()
+    }
+
+
+def month_summary(rows: list[EventRow], signups: dict[str, Signup], month: date) -> MonthRevenue:
+    """Month `month` (its first day) from the tenant's subscription.*, spend and signup rows."""
+    return month_summaries(RevenueFacts.from_rows(rows, signups), [month_of(month)])[0]

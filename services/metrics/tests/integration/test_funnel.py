@@ -1,0 +1,391 @@
+"""Funnel through gRPC equals the brute-force reference; malformed requests name their fields."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import struct_pb2
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from northstar.metrics.v1 import filters_pb2, funnel_pb2
+from northstar_harness.eventually import assert_eventually
+
+from ..reference import Ev
+from ..reference_funnel import US, RefFilter, RefFunnel, RefStep, day_start_us
+from ..reference_funnel import funnel as reference_funnel
+from .conftest import MetricsUnderTest, auth
+
+DAY0 = date(2026, 3, 2)
+_OPERATORS = {
+    "eq": filters_pb2.FILTER_OPERATOR_EQUALS,
+    "ne": filters_pb2.FILTER_OPERATOR_NOT_EQUALS,
+    "in": filters_pb2.FILTER_OPERATOR_IN,
+    "<": filters_pb2.FILTER_OPERATOR_LESS_THAN,
+    "<=": filters_pb2.FILTER_OPERATOR_LESS_THAN_OR_EQUAL,
+    ">": filters_pb2.FILTER_OPERATOR_GREATER_THAN,
+    ">=": filters_pb2.FILTER_OPERATOR_GREATER_THAN_OR_EQUAL,
+}
+
+
+def at(day: int, seconds: float) -> int:
+    return day_start_us(DAY0) + day * 86_400 * US + round(seconds * US)
+
+
+def _value(v: Any) -> struct_pb2.Value:
+    if v is None:
+        return struct_pb2.Value(null_value=struct_pb2.NULL_VALUE)
+    if isinstance(v, bool):
+        return struct_pb2.Value(bool_value=v)
+    if isinstance(v, int | float):
+        return struct_pb2.Value(number_value=v)
+    return struct_pb2.Value(string_value=v)
+
+
+def _matcher(step: RefStep) -> filters_pb2.EventMatcher:
+    return filters_pb2.EventMatcher(
+        event=step.event,
+        filters=[
+            filters_pb2.PropertyFilter(
+                property=f.prop, operator=_OPERATORS[f.op], values=[_value(v) for v in f.values]
+            )
+            for f in step.filters
+        ],
+    )
+
+
+def request(q: RefFunnel) -> funnel_pb2.FunnelRequest:
+    r = funnel_pb2.FunnelRequest(
+        steps=[_matcher(s) for s in q.steps],
+        from_date=q.first_day.isoformat(),
+        to_date=q.last_day.isoformat(),
+        window_seconds=q.window_us // US,
+        breakdown_property=q.breakdown,
+        exclusions=[
+            funnel_pb2.FunnelExclusion(event=_matcher(s), from_step=a, to_step=b)
+            for s, a, b in q.exclusions
+        ],
+    )
+    if q.histogram is not None:
+        r.histogram.CopyFrom(
+            funnel_pb2.FunnelHistogramRequest(
+                from_step=q.histogram[0],
+                to_step=q.histogram[1],
+                bucket_edges_seconds=list(q.edges_seconds),
+                bucket_count=0 if q.edges_seconds else q.bucket_count,
+            )
+        )
+    return r
+
+
+def _optional(message: Any, name: str) -> Any:
+    return getattr(message, name) if message.HasField(name) else None
+
+
+def shape(result: funnel_pb2.FunnelResult, histogram: bool) -> tuple[Any, Any]:
+    steps = [
+        (
+            s.users,
+            _optional(s, "conversion_from_previous"),
+            _optional(s, "conversion_from_first"),
+            _optional(s, "median_seconds_from_first"),
+        )
+        for s in result.steps
+    ]
+    assert [s.step for s in result.steps] == list(range(1, len(steps) + 1))
+    assert result.HasField("histogram") is histogram
+    hist = None
+    if histogram:
+        h = result.histogram
+        hist = (
+            [(b.start_seconds, b.end_seconds, b.users) for b in h.buckets],
+            h.below_count,
+            h.above_count,
+            h.users,
+        )
+    return steps, hist
+
+
+def as_reference(answer: funnel_pb2.FunnelResponse, q: RefFunnel) -> dict[str, Any]:
+    histogram = q.histogram is not None
+    return {
+        "overall": shape(answer.overall, histogram),
+        "breakdowns": [
+            (b.breakdown_value, b.property_missing, *shape(b.result, histogram))
+            for b in answer.breakdowns
+        ],
+    }
+
+
+async def settled(
+    m: MetricsUnderTest, tenant: str, position: int, q: RefFunnel
+) -> funnel_pb2.FunnelResponse:
+    async def caught_up() -> funnel_pb2.FunnelResponse:
+        answer = await m.stub.Funnel(request(q), metadata=auth(tenant), timeout=10)
+        assert answer.log_position >= position
+        return answer
+
+    return await assert_eventually(caught_up, timeout=30)
+
+
+_filters = st.sampled_from(
+    [
+        (),
+        (),
+        (RefFilter("p", "eq", (1,)),),
+        (RefFilter("p", "ne", (1,)),),
+        (RefFilter("p", "in", ("1", 2)),),
+        (RefFilter("p", ">=", (1.5,)),),
+    ]
+)
+_events = st.lists(
+    st.builds(
+        Ev,
+        event_id=st.sampled_from([f"e{i:02d}" for i in range(40)]),  # repeats: duplicates
+        event=st.sampled_from(["a", "b", "b", "x", "other"]),
+        user_id=st.sampled_from(["", "u1", "u1", "u2", "u3"]),
+        org_id=st.just(""),
+        timestamp_us=st.builds(
+            at, st.sampled_from([-1, 0, 0, 0, 1, 2]), st.sampled_from([0, 0, 1, 2, 3, 86_399])
+        ),
+        properties=st.sampled_from(
+            ["{}", '{"p": 1}', '{"p": 1.0}', '{"p": "1"}', '{"p": true}', '{"p": 2}']
+        ),
+    ),
+    min_size=4,
+    max_size=30,
+)
+
+
+@st.composite
+def _funnels(draw: st.DrawFn) -> RefFunnel:
+    steps = tuple(
+        draw(
+            st.lists(
+                st.builds(RefStep, st.sampled_from(["a", "b"]), _filters), min_size=2, max_size=3
+            )
+        )
+    )
+    n = len(steps)
+    exclusions = []
+    if draw(st.booleans()):
+        a = draw(st.integers(1, n - 1))
+        exclusions.append((RefStep("x"), a, draw(st.integers(a + 1, n))))
+    return RefFunnel(
+        steps=steps,
+        first_day=DAY0,
+        last_day=date.fromordinal(DAY0.toordinal() + draw(st.integers(0, 1))),
+        window_us=draw(st.sampled_from([0, 2, 86_400])) * US,
+        breakdown=draw(st.sampled_from(["", "p"])),
+        exclusions=tuple(exclusions),
+        histogram=(1, n),
+        bucket_count=draw(st.integers(1, 3)),
+    )
+
+
+async def test_generated_funnels_match_the_reference(metrics: MetricsUnderTest) -> None:
+    tenants = iter(f"t{i}" for i in range(100, 199))
+
+    @settings(
+        max_examples=25,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(q=_funnels(), events=_events)
+    def run(q: RefFunnel, events: list[Ev]) -> None:
+        tenant = next(tenants)
+
+        async def check() -> None:
+            position = await metrics.append(tenant, events)
+            answer = await settled(metrics, tenant, position, q)
+            assert as_reference(answer, q) == reference_funnel(q, events)
+
+        asyncio.run_coroutine_threadsafe(check(), loop).result(timeout=90)
+
+    # Hypothesis drives examples synchronously: it runs in a thread and hands
+    # each example to the test's event loop, where the service lives.
+    loop = asyncio.get_running_loop()
+    await asyncio.to_thread(run)
+
+
+async def test_late_events_duplicates_breakdown_exclusion_and_histogram(
+    metrics: MetricsUnderTest,
+) -> None:
+    tenant = "t7"
+    q = RefFunnel(
+        steps=(RefStep("user.signup"), RefStep("workflow.created"), RefStep("workflow.run")),
+        first_day=DAY0,
+        last_day=DAY0,
+        window_us=3600 * US,
+        breakdown="plan",
+        exclusions=((RefStep("support.ticket"), 1, 2),),
+        histogram=(1, 3),
+        edges_seconds=(0, 60, 600),
+    )
+    on_time = [
+        Ev("s1", "user.signup", "u1", "", at(0, 100), '{"plan": "pro"}'),
+        Ev("c1", "workflow.created", "u1", "", at(0, 130)),
+        Ev("r1", "workflow.run", "u1", "", at(0, 160)),
+        Ev("s2", "user.signup", "u2", "", at(0, 100), '{"plan": "free"}'),
+        Ev("t2", "support.ticket", "u2", "", at(0, 110)),
+        Ev("c2", "workflow.created", "u2", "", at(0, 120)),
+        Ev("s3", "user.signup", "u3", "", at(0, 200)),
+        Ev("c3", "workflow.created", "u3", "", at(0, 200)),
+        Ev("r3", "workflow.run", "u3", "", at(0, 3800)),  # exactly the window
+    ]
+    position = await metrics.append(tenant, on_time)
+    answer = await settled(metrics, tenant, position, q)
+    got = as_reference(answer, q)
+    assert got == reference_funnel(q, on_time)
+    assert got["overall"] == (
+        [(3, 1.0, 1.0, 0.0), (2, 2 / 3, 2 / 3, 15.0), (2, 1.0, 2 / 3, 1830.0)],
+        ([(0.0, 60.0, 0), (60.0, 600.0, 1)], 0, 1, 2),  # 60 s and 3,600 s
+    )
+    assert [(b[0], b[1]) for b in got["breakdowns"]] == [
+        ("free", False),
+        ("pro", False),
+        ("$none", True),
+    ]
+    assert answer.window_seconds == 3600
+    # A late run for u2, a duplicate of c1 (moved: the first stands) and a late created for u1.
+    late = [
+        Ev("r2", "workflow.run", "u2", "", at(0, 125)),
+        Ev("c1", "workflow.created", "u1", "", at(0, 101)),
+        Ev("c1b", "workflow.created", "u1", "", at(0, 100)),
+        Ev("c2b", "workflow.created", "u2", "", at(0, 111)),
+    ]
+    position = await metrics.append(tenant, late)
+    answer = await settled(metrics, tenant, position, q)
+    got = as_reference(answer, q)
+    assert got == reference_funnel(q, on_time + late)
+    # u2: the ticket at 110 s disqualifies created at 111 s and 120 s; no other chain.
+    assert [row[0] for row in got["overall"][0]] == [3, 2, 2]
+    assert got["overall"][0][1][3] == 0.0  # u1 now created at 100 s (c1b), u3 at 0 s: median 0
+
+
+async def test_default_window_is_seven_days_and_rates_are_absent_without_entries(
+    metrics: MetricsUnderTest,
+) -> None:
+    tenant = "t8"
+    events = [
+        Ev("a", "a", "u1", "", at(0, 0)),
+        Ev("b", "b", "u1", "", at(7, 0)),  # exactly 7 days later
+        Ev("a2", "a", "u2", "", at(0, 0)),
+        Ev("b2", "b", "u2", "", at(7, 0) + 1),
+    ]
+    position = await metrics.append(tenant, events)
+    r = funnel_pb2.FunnelRequest(
+        steps=[filters_pb2.EventMatcher(event="a"), filters_pb2.EventMatcher(event="b")],
+        from_date=DAY0.isoformat(),
+        to_date=DAY0.isoformat(),
+    )
+
+    async def caught_up() -> funnel_pb2.FunnelResponse:
+        answer = await metrics.stub.Funnel(r, metadata=auth(tenant), timeout=10)
+        assert answer.log_position >= position
+        return answer
+
+    answer = await assert_eventually(caught_up, timeout=30)
+    assert answer.window_seconds == 604_800
+    assert [(s.users, s.median_seconds_from_first) for s in answer.overall.steps] == [
+        (2, 0.0),
+        (1, 604_800.0),
+    ]
+    assert not answer.overall.HasField("histogram")
+    assert list(answer.breakdowns) == []
+    r.from_date = r.to_date = "2026-01-01"
+    empty = await metrics.stub.Funnel(r, metadata=auth(tenant), timeout=10)
+    for s in empty.overall.steps:
+        assert s.users == 0
+        assert not s.HasField("conversion_from_previous")
+        assert not s.HasField("conversion_from_first")
+        assert not s.HasField("median_seconds_from_first")
+
+
+def _bad(**changes: Any) -> funnel_pb2.FunnelRequest:
+    r = funnel_pb2.FunnelRequest(
+        steps=[filters_pb2.EventMatcher(event="a"), filters_pb2.EventMatcher(event="b")],
+        from_date="2026-03-01",
+        to_date="2026-03-02",
+    )
+    for name, value in changes.items():
+        if name == "histogram":
+            r.histogram.CopyFrom(value)
+        elif name in {"steps", "exclusions"}:
+            del getattr(r, name)[:]
+            getattr(r, name).extend(value)
+        else:
+            setattr(r, name, value)
+    return r
+
+
+@pytest.mark.parametrize(
+    ("request_", "fields"),
+    [
+        (_bad(steps=[filters_pb2.EventMatcher(event="a")]), ["steps"]),
+        (_bad(steps=[filters_pb2.EventMatcher(event=f"e{i}") for i in range(11)]), ["steps"]),
+        (
+            _bad(steps=[filters_pb2.EventMatcher(event="a"), filters_pb2.EventMatcher()]),
+            ["steps[1].event"],
+        ),
+        (_bad(to_date="2026-02-01"), ["to_date"]),
+        (_bad(window_seconds=-1), ["window_seconds"]),
+        (
+            _bad(
+                exclusions=[
+                    funnel_pb2.FunnelExclusion(
+                        event=filters_pb2.EventMatcher(event="x"), from_step=2, to_step=2
+                    )
+                ]
+            ),
+            ["exclusions[0].to_step"],
+        ),
+        (
+            _bad(histogram=funnel_pb2.FunnelHistogramRequest(from_step=1, to_step=3)),
+            ["histogram.to_step"],
+        ),
+        (
+            _bad(
+                histogram=funnel_pb2.FunnelHistogramRequest(
+                    from_step=1, to_step=2, bucket_edges_seconds=[5, 1]
+                )
+            ),
+            ["histogram.bucket_edges_seconds"],
+        ),
+        (
+            _bad(
+                steps=[
+                    filters_pb2.EventMatcher(event="a"),
+                    filters_pb2.EventMatcher(
+                        event="b",
+                        filters=[
+                            filters_pb2.PropertyFilter(
+                                property="n",
+                                operator=filters_pb2.FILTER_OPERATOR_LESS_THAN,
+                                values=[struct_pb2.Value(string_value="3")],
+                            )
+                        ],
+                    ),
+                ]
+            ),
+            ["steps[1].filters[0].values[0]"],
+        ),
+    ],
+)
+async def test_malformed_requests_are_rejected_with_field_violations(
+    metrics: MetricsUnderTest, request_: funnel_pb2.FunnelRequest, fields: list[str]
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await metrics.stub.Funnel(request_, metadata=auth("t0"), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    status = rpc_status.from_call(caught.value)
+    assert status is not None
+    bad = error_details_pb2.BadRequest()
+    assert any(d.Unpack(bad) for d in status.details)
+    assert [v.field for v in bad.field_violations] == fields
