@@ -25,7 +25,20 @@ def encode_batch(
     tenant: str, partition: int, events: Sequence[log_pb2.StoredEvent]
 ) -> tuple[bytes, dict[str, str]]:
     """Payload and headers of one EventBatch message."""
-    batch = log_pb2.EventBatch(tenant=tenant, partition=partition, events=events)
+    return encode_built_batch(log_pb2.EventBatch(tenant=tenant, partition=partition, events=events))
+
+
+def new_batch(tenant: str, partition: int) -> log_pb2.EventBatch:
+    """An empty EventBatch; add its StoredEvents in place with `batch.events.add(...)`.
+
+    Cheaper than building StoredEvents for `encode_batch`, which copies each of them
+    into the batch: the same bytes come out either way.
+    """
+    return log_pb2.EventBatch(tenant=tenant, partition=partition)
+
+
+def encode_built_batch(batch: log_pb2.EventBatch) -> tuple[bytes, dict[str, str]]:
+    """Payload and headers of one EventBatch message built in place (`new_batch`)."""
     return batch.SerializeToString(), {TYPE_HEADER: EVENT_BATCH, SCHEMA_HEADER: EVENT_BATCH_SCHEMA}
 
 

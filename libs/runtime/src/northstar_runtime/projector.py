@@ -26,6 +26,7 @@ import nats.errors
 import nats.js.errors
 import orjson
 import structlog
+from nats.aio.msg import Msg
 from nats.js import api
 from opentelemetry import metrics, propagate, trace
 
@@ -151,7 +152,13 @@ class Projector:
 
     async def setup(self) -> None:
         """Create the checkpoint and dead-letter tables (idempotent)."""
-        async with self._pool.acquire() as conn:
+        async with self._pool.acquire() as conn, conn.transaction():
+            # Concurrent CREATE TABLE IF NOT EXISTS can still collide in pg_type
+            # (https://www.postgresql.org/message-id/CA+TgmoZAdYVtwBfp1FL2sMZbiHCWT4UPrzRLNnX1Nb30Ku3-gg@mail.gmail.com):
+            # replicas starting together take turns.
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext('northstar:projector-setup'))"
+            )
             await conn.execute(_SETUP_SQL)
 
     def stop(self) -> None:
@@ -226,13 +233,20 @@ class Projector:
         await self._recreate_consumer(position + 1)
         sub = await self._log.js.pull_subscribe_bind(self._consumer, stream=self._stream)
         lag_task = asyncio.create_task(self._track_lag())
+
+        def pull() -> asyncio.Task[list[Msg]]:
+            return asyncio.create_task(sub.fetch(self._batch_size, timeout=self._fetch_timeout))
+
+        # The next batch is fetched while the current one is applied, so the log and
+        # PostgreSQL work at the same time instead of taking turns.
+        next_batch = pull()
         try:
             while not self._stopping.is_set():
                 try:
-                    msgs = await sub.fetch(self._batch_size, timeout=self._fetch_timeout)
+                    msgs = await next_batch
                 except (nats.errors.TimeoutError, TimeoutError):
-                    # An empty pull: nothing new in the log.
-                    continue
+                    msgs = []  # an empty pull: nothing new in the log
+                next_batch = pull()
                 if not msgs:
                     continue
                 entries = [
@@ -247,9 +261,11 @@ class Projector:
                 await self._apply_resilient(entries)
                 await msgs[-1].ack()
         finally:
+            next_batch.cancel()
             lag_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, nats.errors.Error):
-                await lag_task
+            for task in (next_batch, lag_task):
+                with contextlib.suppress(asyncio.CancelledError, nats.errors.Error, TimeoutError):
+                    await task
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
 

@@ -10,7 +10,7 @@ import grpc
 from google.protobuf import timestamp_pb2
 
 from northstar.ingest.v1 import ingest_pb2, ingest_pb2_grpc
-from northstar_ingest.application import EventResult, Ingestor, Outcome, TrackCommand
+from northstar_ingest.application import Ingestor, Outcome, TrackCommand, TrackResult
 from northstar_runtime.auth import Scope
 from northstar_runtime.grpc_server import check_deadline, current_principal
 
@@ -36,18 +36,26 @@ def _sent_at_us(request: Any) -> int | None:
     return int(ts.seconds) * 1_000_000 + int(ts.nanos) // 1000
 
 
-def _results(results: list[EventResult]) -> tuple[list[ingest_pb2.EventResult], dict[str, int]]:
-    out = []
-    counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
-    for r in results:
-        counts[r.outcome.value] += 1
-        item = ingest_pb2.EventResult(index=r.index, event_id=r.event_id, status=_STATUS[r.outcome])
-        if r.rejection is not None:
-            item.rejection.field = r.rejection.field
-            item.rejection.rule = r.rejection.rule
-            item.rejection.description = r.rejection.description
-        out.append(item)
-    return out, counts
+def _answer(
+    response: ingest_pb2.TrackResponse | ingest_pb2.TrackStreamResponse, track: TrackResult
+) -> None:
+    """Write the per-event results and their tally into a response."""
+    response.accepted = track.accepted
+    response.duplicate = track.duplicate
+    response.rejected = track.rejected
+    # Added in place, field by field: building EventResult messages first and then
+    # passing them to the response copies each one, and this runs per event.
+    add = response.results.add
+    for index, (event_id, outcome) in enumerate(zip(track.event_ids, track.outcomes, strict=True)):
+        item = add()
+        item.index = index
+        item.event_id = event_id
+        item.status = _STATUS[outcome]
+    for index, rejection in track.rejections.items():
+        why = response.results[index].rejection
+        why.field = rejection.field
+        why.rule = rejection.rule
+        why.description = rejection.description
 
 
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
@@ -56,7 +64,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     def __init__(self, ingestor: Ingestor) -> None:
         self._ingestor = ingestor
 
-    async def _track(self, request: Any) -> list[EventResult]:
+    async def _track(self, request: Any) -> TrackResult:
         principal = current_principal()
         command = TrackCommand(
             tenant=principal.tenant,
@@ -72,8 +80,9 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         self, request: ingest_pb2.TrackRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> ingest_pb2.TrackResponse:
         """Append a batch; one result per event."""
-        results, counts = _results(await self._track(request))
-        return ingest_pb2.TrackResponse(results=results, **counts)
+        response = ingest_pb2.TrackResponse()
+        _answer(response, await self._track(request))
+        return response
 
     async def TrackStream(  # noqa: N802 - gRPC method name
         self,
@@ -81,7 +90,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[ingest_pb2.TrackStreamResponse]:
         """Answer each request in order; at most STREAM_PIPELINE in flight (backpressure)."""
-        pending: asyncio.Queue[tuple[str, asyncio.Task[list[EventResult]]] | None] = asyncio.Queue(
+        pending: asyncio.Queue[tuple[str, asyncio.Task[TrackResult]] | None] = asyncio.Queue(
             maxsize=STREAM_PIPELINE
         )
 
@@ -97,10 +106,9 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         try:
             while (item := await pending.get()) is not None:
                 request_id, task = item
-                results, counts = _results(await task)
-                yield ingest_pb2.TrackStreamResponse(
-                    results=results, request_id=request_id, **counts
-                )
+                response = ingest_pb2.TrackStreamResponse(request_id=request_id)
+                _answer(response, await task)
+                yield response
             await reader
         finally:
             reader.cancel()

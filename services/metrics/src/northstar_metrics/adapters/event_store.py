@@ -9,6 +9,7 @@ import asyncpg
 import orjson
 
 from northstar_metrics.domain.events import EventRow
+from northstar_runtime.db import Connection
 
 # The position of the activity projection (all its partition-range replicas): the
 # one every event-based answer depends on. Other projections (the DOMAIN stream's)
@@ -31,10 +32,19 @@ EVENT_NAMES_SQL = (
     f"WITH RECURSIVE {EVENT_NAMES_CTE} SELECT event FROM names WHERE event IS NOT NULL"  # noqa: S608 - fixed fragment
 )
 
-_COLUMNS = "event_id, event, user_id, org_id, ts_us, properties::text, received_at_us, sent_at_us"
+# The columns `event_row` decodes, in its order (quality_store selects the same).
+EVENT_COLUMNS = (
+    "event_id, event, user_id, org_id, ts_us, properties::text, received_at_us, sent_at_us"
+)
 
 
-def _row(r: asyncpg.Record) -> EventRow:
+async def activity_position(conn: Connection) -> int:
+    """The activity projection's position, read on `conn` (inside its snapshot, if any)."""
+    return int(await conn.fetchval(ACTIVITY_POSITION_SQL))
+
+
+def event_row(r: asyncpg.Record) -> EventRow:
+    """An event selected as EVENT_COLUMNS, decoded for the domain."""
     return EventRow(
         event_id=r[0],
         event=r[1],
@@ -76,10 +86,10 @@ class EventStore:
             clauses.append(f"ts_us < ${len(args)}")
         if with_user:
             clauses.append("user_id <> ''")
-        sql = f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(clauses)}"  # noqa: S608 - fixed fragments, values bound
+        sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE {' AND '.join(clauses)}"  # noqa: S608 - fixed fragments, values bound
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(sql, *args)
-        return [_row(r) for r in rows]
+        return [event_row(r) for r in rows]
 
     async def user_days(
         self, tenant: str, users: Sequence[str] | None = None
@@ -110,5 +120,4 @@ class EventStore:
     async def position(self) -> int:
         """The log position the read model has reached."""
         async with self._pool.acquire() as conn:
-            value = await conn.fetchval(ACTIVITY_POSITION_SQL)
-        return int(value)
+            return await activity_position(conn)

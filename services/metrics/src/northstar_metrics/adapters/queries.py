@@ -6,7 +6,7 @@ from datetime import date
 
 import asyncpg
 
-from northstar_metrics.adapters.event_store import ACTIVITY_POSITION_SQL
+from northstar_metrics.adapters.event_store import activity_position
 from northstar_metrics.domain.active_users import ActiveUsersDay, series
 
 
@@ -27,6 +27,6 @@ class ReadModel:
                 tenant,
                 last,
             )
-            position = await conn.fetchval(ACTIVITY_POSITION_SQL)
+            position = await activity_position(conn)
         values = [(r["day"], r["dau"], r["wau"], r["mau"], r["mao"]) for r in rows]
-        return series(values, first, last), int(position)
+        return series(values, first, last), position

@@ -10,11 +10,11 @@ same computation in plain Python; the tests hold the two to the same answers.
 from __future__ import annotations
 
 import contextlib
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
 
 import asyncpg
 
-from northstar_metrics.adapters.event_store import ACTIVITY_POSITION_SQL
+from northstar_metrics.adapters.event_store import activity_position
 from northstar_metrics.domain.retention import (
     CohortCounts,
     CohortGranularity,
@@ -23,6 +23,7 @@ from northstar_metrics.domain.retention import (
     cohort_starts,
     period_end,
 )
+from northstar_metrics.domain.time import day_start_us
 
 # Days since the epoch of a timestamp (floor division, in integers: numeric is slow).
 _DAY_NUMBER = "(ts_us / 86400000000 - CASE WHEN ts_us % 86400000000 < 0 THEN 1 ELSE 0 END)::int"
@@ -106,9 +107,6 @@ WHERE last_day IS NOT NULL
 GROUP BY 1, 2
 """
 
-# The position of the projection that writes `events` and `user_days` (positions of
-# projections over other streams are not comparable with it).
-
 
 def _sql(granularity: CohortGranularity, mode: RetentionMode) -> str:
     if mode is RetentionMode.ON_DAY:
@@ -120,10 +118,6 @@ def _sql(granularity: CohortGranularity, mode: RetentionMode) -> str:
     else:
         tally = _ON_OR_AFTER.format(period=_PERIOD[granularity].format(day="last_day"))
     return _COHORTS.format(cohort=_COHORT[granularity], tally=tally, day_number=_DAY_NUMBER)
-
-
-def _us(day: date) -> int:
-    return int(datetime.combine(day, time(), tzinfo=UTC).timestamp()) * 1_000_000
 
 
 class RetentionStore:
@@ -140,7 +134,9 @@ class RetentionStore:
         if not starts:
             return CohortCounts(query.mode, {}, {}), await self._position()
         last_signup_day = period_end(starts[-1], 0, query.granularity)
-        signups_before = _us(min(last_signup_day, date.max - timedelta(days=1)) + timedelta(1))
+        signups_before = day_start_us(
+            min(last_signup_day, date.max - timedelta(days=1)) + timedelta(1)
+        )
         last_day = query.as_of
         if query.mode is RetentionMode.ON_DAY:
             # Days after the last wanted period of the last cohort cannot count.
@@ -163,7 +159,7 @@ class RetentionStore:
                 args += [periods.start, periods.stop - 1]
             await conn.execute(_WORK_MEM)
             rows = await conn.fetch(_sql(query.granularity, query.mode), *args)
-            position = await conn.fetchval(ACTIVITY_POSITION_SQL)
+            position = await activity_position(conn)
         sizes: dict[date, int] = {}
         tally: dict[tuple[date, int], int] = {}
         for r in rows:
@@ -171,9 +167,8 @@ class RetentionStore:
                 sizes[r["cohort"]] = r["users"]
             else:
                 tally[(r["cohort"], r["period"])] = r["users"]
-        return CohortCounts(query.mode, sizes, tally), int(position)
+        return CohortCounts(query.mode, sizes, tally), position
 
     async def _position(self) -> int:
         async with self._pool.acquire() as conn:
-            value = await conn.fetchval(ACTIVITY_POSITION_SQL)
-        return int(value)
+            return await activity_position(conn)

@@ -32,6 +32,7 @@ from datetime import date
 from enum import Enum
 
 from northstar_metrics.domain.events import EventRow
+from northstar_metrics.domain.ratios import ratio
 from northstar_metrics.domain.signups import Signup
 
 US_PER_SECOND = 1_000_000
@@ -114,11 +115,6 @@ class ActivationSegment:
 
     value: str | None
     summary: ActivationSummary
-
-
-def ratio(numerator: int, denominator: int) -> float | None:
-    """numerator / denominator; absent (None) over a zero denominator."""
-    return numerator / denominator if denominator else None
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:

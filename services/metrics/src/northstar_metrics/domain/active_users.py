@@ -21,6 +21,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from northstar_metrics.domain.ratios import ratio
+
 WINDOWS: dict[str, int] = {"dau": 1, "wau": 7, "mau": 30}
 MAO_WINDOW = 30
 
@@ -83,7 +85,7 @@ class ActiveUsersDay:
     @property
     def stickiness(self) -> float | None:
         """DAU / MAU; absent when MAU is 0."""
-        return self.dau / self.mau if self.mau else None
+        return ratio(self.dau, self.mau)
 
 
 def series(

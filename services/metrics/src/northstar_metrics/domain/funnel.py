@@ -51,17 +51,13 @@ from northstar_metrics.domain.filters import (
     breakdown_label,
     compile_filters,
 )
-from northstar_metrics.domain.time import US_PER_DAY
+from northstar_metrics.domain.ratios import ratio
+from northstar_metrics.domain.time import day_start_us
 
 US = 1_000_000
 DEFAULT_WINDOW_US = 7 * 86_400 * US
 MAX_STEPS = 10
-_EPOCH = date(1970, 1, 1)
 _NEVER = 1 << 62  # a deadline that no timestamp reaches
-
-
-def _day_start_us(day: date) -> int:
-    return (day - _EPOCH).days * US_PER_DAY
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,12 +94,12 @@ class FunnelQuery:
     @property
     def since_us(self) -> int:
         """No event before the first entry day can be in a chain or between its steps."""
-        return _day_start_us(self.entry_from)
+        return day_start_us(self.entry_from)
 
     @property
     def entry_until_us(self) -> int:
         """t(e1) must be before this instant: the end of the last entry day."""
-        return _day_start_us(self.entry_to + timedelta(days=1))
+        return day_start_us(self.entry_to + timedelta(days=1))
 
     @property
     def until_us(self) -> int:
@@ -584,8 +580,8 @@ def _result(
                 step=k,
                 event=matcher.event,
                 users=users,
-                conversion_from_previous=users / previous if previous else None,
-                conversion_from_first=users / entered if entered else None,
+                conversion_from_previous=ratio(users, previous),
+                conversion_from_first=ratio(users, entered),
                 median_seconds_from_first=(
                     median([c.step_ts_us[k - 1] - c.step_ts_us[0] for c in reached]) / US
                     if reached

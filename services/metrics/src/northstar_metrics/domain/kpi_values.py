@@ -7,6 +7,7 @@ from datetime import date, timedelta
 from northstar_metrics.domain.activation import activation_counts, fast_activation_counts
 from northstar_metrics.domain.events import EventRow
 from northstar_metrics.domain.kpis import KpiValue, last_complete_month
+from northstar_metrics.domain.ratios import ratio
 from northstar_metrics.domain.retention import day_retention_over_signups
 from northstar_metrics.domain.revenue import month_summary
 from northstar_metrics.domain.signups import signups
@@ -24,8 +25,7 @@ KPI_EVENTS: tuple[str, ...] = (
 
 
 def _ratio(name: str, window: str, numerator: int, denominator: int) -> KpiValue:
-    value = numerator / denominator if denominator else None
-    return KpiValue(name, value, window, numerator, denominator)
+    return KpiValue(name, ratio(numerator, denominator), window, numerator, denominator)
 
 
 def kpi_values(

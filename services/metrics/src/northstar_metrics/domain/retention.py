@@ -39,6 +39,7 @@ from enum import Enum
 from functools import cached_property
 from itertools import accumulate
 
+from northstar_metrics.domain.ratios import ratio
 from northstar_metrics.domain.signups import Signup
 
 
@@ -210,7 +211,7 @@ class RetentionCell:
     @property
     def retention(self) -> float | None:
         """retained / cohort_size; None (absent) when the denominator is 0."""
-        return self.retained / self.cohort_size if self.cohort_size else None
+        return ratio(self.retained, self.cohort_size)
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,21 +42,15 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from northstar_metrics.domain.events import EventRow
+from northstar_metrics.domain.ratios import ratio
 from northstar_metrics.domain.signups import Signup
-from northstar_metrics.domain.time import US_PER_DAY
+from northstar_metrics.domain.time import day_start_us
 
 SUBSCRIPTION_PREFIX = "subscription."
 PAYING_EVENTS = frozenset({"subscription.started", "subscription.changed"})
 MARKETING_SPEND = "marketing.spend"
 USER_SIGNUP = "user.signup"
 REFERRAL = "referral"
-
-_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-
-
-def start_us(day: date) -> int:
-    """The first microsecond of a UTC day."""
-    return (day.toordinal() - _EPOCH_ORDINAL) * US_PER_DAY
 
 
 def month_of(day: date) -> date:
@@ -82,13 +76,6 @@ def months_overlapping(first: date, last: date) -> list[date]:
         months.append(month)
         month = next_month(month)
     return months
-
-
-def _ratio(numerator: float, denominator: float | None) -> float | None:
-    """numerator / denominator; absent over a zero or absent denominator (never 0)."""
-    if not denominator:
-        return None
-    return numerator / denominator
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +223,7 @@ def paying_at(
     """Per cutoff instant: the paying orgs and their MRR, from the states before it.
 
     A cutoff is exclusive (the state at the end of day d is the one at cutoff
-    `start_us(d + 1)`); `states` must be in the order rule.
+    `day_start_us(d + 1)`); `states` must be in the order rule.
     """
     snapshots: dict[int, dict[str, int]] = {}
     current: dict[str, int] = {}
@@ -271,7 +258,7 @@ def daily_revenue(states: Sequence[SubscriptionState], first: date, last: date) 
     days = []
     day = first
     while day <= last:
-        cutoff = start_us(day + timedelta(days=1))
+        cutoff = day_start_us(day + timedelta(days=1))
         while i < len(states) and states[i].ts_us < cutoff:
             s = states[i]
             before = current.get(s.org_id, 0)
@@ -279,7 +266,7 @@ def daily_revenue(states: Sequence[SubscriptionState], first: date, last: date) 
             paying += (s.mrr > 0) - (before > 0)
             current[s.org_id] = s.mrr
             i += 1
-        days.append(RevenueDay(day, mrr, paying, _ratio(mrr, paying)))
+        days.append(RevenueDay(day, mrr, paying, ratio(mrr, paying)))
         day += timedelta(days=1)
     return days
 
@@ -371,15 +358,15 @@ def _summarize(
         if channel is not None:
             channel_new[channel] += 1
     channels = tuple(
-        ChannelCac(c, channel_spend[c], channel_new[c], _ratio(channel_spend[c], channel_new[c]))
+        ChannelCac(c, channel_spend[c], channel_new[c], ratio(channel_spend[c], channel_new[c]))
         for c in sorted(channel_spend.keys() | channel_new.keys())
     )
 
     total_spend = sum(s.amount for s in spend)
-    churn_rate = _ratio(churned_orgs, len(start))
-    arpu_end = _ratio(mrr_end, len(end))
-    ltv = None if arpu_end is None else _ratio(arpu_end, churn_rate)
-    cac = _ratio(total_spend, len(new_orgs))
+    churn_rate = ratio(churned_orgs, len(start))
+    arpu_end = ratio(mrr_end, len(end))
+    ltv = None if arpu_end is None else ratio(arpu_end, churn_rate)
+    cac = ratio(total_spend, len(new_orgs))
     this = facts.signups.get(month, MonthSignups())
     previous = facts.signups.get(previous_month(month), MonthSignups())
     return MonthRevenue(
@@ -401,21 +388,21 @@ def _summarize(
         ltv=ltv,
         spend=total_spend,
         cac=cac,
-        ltv_to_cac=None if ltv is None else _ratio(ltv, cac),
-        payback_months=None if cac is None else _ratio(cac, arpu_end),
-        mrr_growth=_ratio(mrr_end - mrr_start, mrr_start),
+        ltv_to_cac=None if ltv is None else ratio(ltv, cac),
+        payback_months=None if cac is None else ratio(cac, arpu_end),
+        mrr_growth=ratio(mrr_end - mrr_start, mrr_start),
         signups=this.signups,
         previous_signups=previous.signups,
         referral_signups=this.referral,
-        signup_growth=_ratio(this.signups - previous.signups, previous.signups),
-        viral_coefficient=_ratio(this.referral, previous.signups),
+        signup_growth=ratio(this.signups - previous.signups, previous.signups),
+        viral_coefficient=ratio(this.referral, previous.signups),
         channels=channels,
     )
 
 
 def month_summaries(facts: RevenueFacts, months: Sequence[date]) -> list[MonthRevenue]:
     """A MonthRevenue per month (each given by its first day), in one pass over the states."""
-    bounds = {m: (start_us(m), start_us(next_month(m))) for m in months}
+    bounds = {m: (day_start_us(m), day_start_us(next_month(m))) for m in months}
     snapshots = paying_at(facts.states, (b for pair in bounds.values() for b in pair))
     spend: dict[date, list[Spend]] = defaultdict(list)
     for s in facts.spend:
@@ -428,7 +415,7 @@ def month_summaries(facts: RevenueFacts, months: Sequence[date]) -> list[MonthRe
 
 def new_paying_orgs(states: Sequence[SubscriptionState], months: Sequence[date]) -> set[str]:
     """The orgs that are new paying orgs in at least one of the months."""
-    bounds = {m: (start_us(m), start_us(next_month(m))) for m in months}
+    bounds = {m: (day_start_us(m), day_start_us(next_month(m))) for m in months}
     snapshots = paying_at(states, (b for pair in bounds.values() for b in pair))
     return {
         org

@@ -43,13 +43,12 @@ from typing import Any
 
 from northstar_metrics.domain.events import EventRow
 from northstar_metrics.domain.filters import PropertyFilter, all_match, breakdown_label
-from northstar_metrics.domain.time import US_PER_DAY
+from northstar_metrics.domain.time import US_PER_DAY, epoch_day, range_us
 
 US_PER_HOUR = 3_600_000_000
 BREAKDOWN_LIMIT = 25
 OTHER = "$other"
 NONE = "$none"
-_EPOCH = date(1970, 1, 1)
 
 
 class Interval(enum.Enum):
@@ -124,16 +123,6 @@ class Trend:
 
     buckets: tuple[Bucket, ...]
     series: tuple[TrendSeries, ...]
-
-
-def epoch_day(d: date) -> int:
-    """Days since 1970-01-01 of a date."""
-    return (d - _EPOCH).days
-
-
-def range_us(first: date, last: date) -> tuple[int, int]:
-    """`[since, until)` in microseconds covering the days `[first, last]`."""
-    return epoch_day(first) * US_PER_DAY, (epoch_day(last) + 1) * US_PER_DAY
 
 
 def _period_start(d: date, interval: Interval) -> date:

@@ -22,6 +22,7 @@ from datetime import date, timedelta
 from enum import Enum
 
 from northstar_metrics.domain.events import EventRow
+from northstar_metrics.domain.ratios import ratio
 
 WORKFLOW_RUN = "workflow.run"
 SUCCESS = "success"
@@ -123,9 +124,9 @@ def stats(tallies: Iterable[RunTally], start: date, first: date, last: date) -> 
         runs=runs,
         successful_runs=successful,
         failed_runs=failed,
-        error_rate=failed / runs if runs else None,
+        error_rate=ratio(failed, runs),
         active_workflows=len(workflows),
-        runs_per_active_workflow=runs / len(workflows) if workflows else None,
+        runs_per_active_workflow=ratio(runs, len(workflows)),
     )
 
 

@@ -22,8 +22,8 @@ from northstar_metrics.domain.funnel import (
     funnel,
 )
 from northstar_metrics.entrypoints.deps import MetricsDeps
-from northstar_metrics.entrypoints.validation import date_range
-from northstar_runtime.errors import FieldViolation, InvalidArgument
+from northstar_metrics.entrypoints.validation import date_range, rejected
+from northstar_runtime.errors import FieldViolation
 from northstar_runtime.grpc_server import current_principal
 
 MAX_WINDOW_SECONDS = 366 * 86_400
@@ -108,11 +108,7 @@ def funnel_query(request: funnel_pb2.FunnelRequest) -> FunnelQuery:
     histogram, histogram_violations = _histogram_spec(request, n)
     violations.extend(histogram_violations)
     if violations:
-        raise InvalidArgument(
-            "; ".join(f"{v.field} {v.description}" for v in violations),
-            reason="INVALID_FUNNEL",
-            violations=violations,
-        )
+        raise rejected(violations, "INVALID_FUNNEL")
     return FunnelQuery(
         steps=tuple(matcher_from_proto(s, f"steps[{i}]") for i, s in enumerate(request.steps)),
         entry_from=first,

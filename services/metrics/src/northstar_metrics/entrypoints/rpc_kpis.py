@@ -20,6 +20,7 @@ from northstar_metrics.domain.kpis import (
     Status,
     scorecard,
 )
+from northstar_metrics.domain.time import iso_day
 from northstar_metrics.entrypoints.deps import MetricsDeps
 from northstar_runtime.errors import FieldViolation, InvalidArgument
 from northstar_runtime.grpc_server import current_principal
@@ -47,9 +48,7 @@ def parse_as_of(text: str) -> date:
     if not text:
         return datetime.now(UTC).date()
     try:
-        if len(text) != 10:
-            raise ValueError(text)
-        return date.fromisoformat(text)
+        return iso_day(text)
     except ValueError:
         raise InvalidArgument(
             f"as_of_date must be a date YYYY-MM-DD, got {text!r}",

@@ -8,7 +8,7 @@ from typing import Any
 import grpc
 
 from northstar.metrics.v1 import quality_pb2
-from northstar_metrics.adapters.ingest_requests import QualityReads
+from northstar_metrics.adapters.quality_store import QualityStore
 from northstar_metrics.domain import quality
 from northstar_metrics.entrypoints.deps import MetricsDeps
 from northstar_metrics.entrypoints.validation import date_range
@@ -36,7 +36,7 @@ class QualityRpcs:
         """Data-quality counts, penalties and score of the events received in a period."""
         first, last = date_range(request.from_date, request.to_date)
         tenant = current_principal().tenant
-        facts = await QualityReads(self.deps.pool).period(
+        facts = await QualityStore(self.deps.pool).period(
             tenant, first, last, bot_min_events=quality.BOT_MIN_EVENTS
         )
         now_us = time.time_ns() // 1_000

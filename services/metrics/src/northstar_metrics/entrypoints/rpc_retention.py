@@ -5,7 +5,7 @@ The query's end date (`as_of_date`) defaults to today, UTC, at the time of the r
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -22,8 +22,9 @@ from northstar_metrics.domain.retention import (
     retention_matrix,
     retention_trend,
 )
+from northstar_metrics.domain.time import iso_day
 from northstar_metrics.entrypoints.deps import MetricsDeps
-from northstar_metrics.entrypoints.validation import date_range
+from northstar_metrics.entrypoints.validation import date_range, rejected
 from northstar_runtime.errors import FieldViolation, InvalidArgument
 from northstar_runtime.grpc_server import current_principal
 
@@ -84,9 +85,7 @@ def _cohort_query(
     as_of = datetime.now(UTC).date()
     if request.as_of_date:
         try:
-            if len(request.as_of_date) != 10:
-                raise ValueError(request.as_of_date)
-            as_of = date.fromisoformat(request.as_of_date)
+            as_of = iso_day(request.as_of_date)
         except ValueError:
             violations.append(
                 FieldViolation(
@@ -99,11 +98,7 @@ def _cohort_query(
 
 
 def _reject(violations: list[FieldViolation]) -> InvalidArgument:
-    return InvalidArgument(
-        "; ".join(f"{v.field} {v.description}" for v in violations),
-        reason="INVALID_RETENTION_QUERY",
-        violations=violations,
-    )
+    return rejected(violations, "INVALID_RETENTION_QUERY")
 
 
 def _cell(cell: RetentionCell) -> retention_pb2.RetentionCell:

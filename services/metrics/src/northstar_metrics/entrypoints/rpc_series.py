@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 
 from northstar.metrics.v1 import series_pb2
-from northstar_metrics.adapters.ingest_requests import SeriesReads
+from northstar_metrics.adapters.series_store import SeriesStore
 from northstar_metrics.domain import anomalies, forecast
 from northstar_metrics.domain.daily_series import (
     DailySeries,
@@ -17,9 +17,9 @@ from northstar_metrics.domain.daily_series import (
     SeriesSpec,
     days_between,
 )
+from northstar_metrics.domain.time import iso_day
 from northstar_metrics.entrypoints.deps import MetricsDeps
-from northstar_metrics.entrypoints.validation import date_range
-from northstar_runtime.errors import FieldViolation, InvalidArgument
+from northstar_metrics.entrypoints.validation import date_range, invalid
 from northstar_runtime.grpc_server import current_principal
 
 _KINDS = {
@@ -42,26 +42,20 @@ _METHODS = {
 MAX_EVENT_NAME_CHARS = 200
 
 
-def _invalid(field: str, description: str, reason: str) -> InvalidArgument:
-    return InvalidArgument(
-        f"{field} {description}", reason=reason, violations=[FieldViolation(field, description)]
-    )
-
-
 def _spec(selector: series_pb2.SeriesSelector) -> SeriesSpec:
     kind = _KINDS.get(selector.series)
     if kind is None:
-        raise _invalid("selector.series", "must name a DailySeries", "UNKNOWN_SERIES")
+        raise invalid("selector.series", "must name a DailySeries", "UNKNOWN_SERIES")
     name = selector.event_name
     if kind is SeriesKind.EVENT_COUNT:
         if not 1 <= len(name) <= MAX_EVENT_NAME_CHARS:
-            raise _invalid(
+            raise invalid(
                 "selector.event_name",
                 f"must be 1 to {MAX_EVENT_NAME_CHARS} characters for EVENT_COUNT",
                 "INVALID_EVENT_NAME",
             )
     elif name:
-        raise _invalid(
+        raise invalid(
             "selector.event_name", "is only for DAILY_SERIES_EVENT_COUNT", "INVALID_EVENT_NAME"
         )
     return SeriesSpec(kind, name)
@@ -69,24 +63,22 @@ def _spec(selector: series_pb2.SeriesSelector) -> SeriesSpec:
 
 def _positive(field: str, value: float) -> None:
     if not (math.isfinite(value) and value > 0):
-        raise _invalid(field, "must be a finite number > 0", "INVALID_THRESHOLD")
+        raise invalid(field, "must be a finite number > 0", "INVALID_THRESHOLD")
 
 
 def _bounded(field: str, value: int, default: int, low: int, high: int) -> int:
     if value == 0:
         return default
     if not low <= value <= high:
-        raise _invalid(field, f"must be {low} to {high} (0: {default})", "OUT_OF_RANGE")
+        raise invalid(field, f"must be {low} to {high} (0: {default})", "OUT_OF_RANGE")
     return value
 
 
 def _day(field: str, text: str) -> date:
     try:
-        if len(text) != 10:
-            raise ValueError(text)
-        return date.fromisoformat(text)
+        return iso_day(text)
     except ValueError:
-        raise _invalid(field, f"must be a date YYYY-MM-DD, got {text!r}", "INVALID_DATE") from None
+        raise invalid(field, f"must be a date YYYY-MM-DD, got {text!r}", "INVALID_DATE") from None
 
 
 def _optional(value: float | None) -> dict[str, float]:
@@ -98,8 +90,8 @@ class SeriesRpcs:
 
     deps: MetricsDeps
 
-    def _reads(self) -> SeriesReads:
-        return SeriesReads(self.deps.pool, self.deps.events, self.deps.read_model)
+    def _store(self) -> SeriesStore:
+        return SeriesStore(self.deps.pool, self.deps.events, self.deps.read_model)
 
     async def Anomalies(  # noqa: N802 - gRPC method name
         self, request: series_pb2.AnomaliesRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -118,9 +110,9 @@ class SeriesRpcs:
         tenant = current_principal().tenant
         # Read the position first: the data read after it is at least that fresh.
         position = await self.deps.events.position()
-        reads = self._reads()
-        span = await reads.span(tenant)
-        series = await reads.series(
+        store = self._store()
+        span = await store.span(tenant)
+        series = await store.series(
             tenant, spec, first - timedelta(days=anomalies.BASELINE_DAYS), last, span
         )
         found = anomalies.scan(
@@ -177,8 +169,8 @@ class SeriesRpcs:
         as_of = _day("as_of_date", request.as_of_date) if request.HasField("as_of_date") else None
         tenant = current_principal().tenant
         position = await self.deps.events.position()
-        reads = self._reads()
-        span = await reads.span(tenant)
+        store = self._store()
+        span = await store.span(tenant)
         response = series_pb2.ForecastResponse(log_position=position)
         if as_of is None:
             if span is None:
@@ -186,7 +178,7 @@ class SeriesRpcs:
             as_of = span.last
         response.as_of_date = as_of.isoformat()
         history_start = as_of - timedelta(days=forecast.BACKTEST_ORIGINS + fit_days - 1)
-        series = await reads.series(tenant, spec, history_start, as_of, span)
+        series = await store.series(tenant, spec, history_start, as_of, span)
         _fill_forecast(response, series, as_of, fit_days, horizon)
         return response
 

@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 
+from northstar_metrics.domain.time import iso_day
 from northstar_runtime.errors import FieldViolation, InvalidArgument
 
 MAX_RANGE_DAYS = 3660
+
+
+def invalid(field: str, description: str, reason: str) -> InvalidArgument:
+    """INVALID_ARGUMENT naming one field and what is wrong with it."""
+    return InvalidArgument(
+        f"{field} {description}", reason=reason, violations=[FieldViolation(field, description)]
+    )
+
+
+def rejected(violations: Sequence[FieldViolation], reason: str) -> InvalidArgument:
+    """INVALID_ARGUMENT naming every field found wrong."""
+    return InvalidArgument(
+        "; ".join(f"{v.field} {v.description}" for v in violations),
+        reason=reason,
+        violations=violations,
+    )
 
 
 def date_range(
@@ -17,9 +35,7 @@ def date_range(
     parsed: dict[str, date] = {}
     for name, text in (("from_date", from_date), ("to_date", to_date)):
         try:
-            parsed[name] = date.fromisoformat(text)
-            if len(text) != 10:
-                raise ValueError(text)
+            parsed[name] = iso_day(text)
         except ValueError:
             violations.append(FieldViolation(name, f"must be a date YYYY-MM-DD, got {text!r}"))
     if not violations:
@@ -29,9 +45,5 @@ def date_range(
         elif (last - first).days + 1 > max_days:
             violations.append(FieldViolation("to_date", f"the range is at most {max_days} days"))
     if violations:
-        raise InvalidArgument(
-            "; ".join(f"{v.field} {v.description}" for v in violations),
-            reason="INVALID_DATE_RANGE",
-            violations=violations,
-        )
+        raise rejected(violations, "INVALID_DATE_RANGE")
     return parsed["from_date"], parsed["to_date"]
