@@ -5,11 +5,12 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 PYTEST := $(UV) run --frozen pytest
 SERVICES := ingest metrics
+IMAGE_TAG ?= dev
 
 .PHONY: help setup run test test-unit test-integration test-e2e faults lint fmt protos protos-check bench bench-quick dataset images k8s-validate clean
 
 help: ## List the verbs
-	@grep -hE '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z][a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
 
 setup: ## Install uv (if missing), the workspace and the lint tools
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -19,7 +20,7 @@ setup: ## Install uv (if missing), the workspace and the lint tools
 run: setup ## Bring up the whole suite locally (NATS, PostgreSQL, every service); Ctrl-C stops it
 	$(UV) run --frozen northstar-dev up
 
-test: setup lint protos-check ## Run every test (unit, integration, end to end, quick faults)
+test: setup lint protos-check k8s-validate ## Run every test (unit, integration, end to end, quick faults, deploy checks)
 	$(PYTEST) -q
 
 test-unit: setup ## Unit tests only (pure logic)
@@ -37,7 +38,7 @@ faults: setup ## The fault tests (also run by `make test`)
 lint: setup ## ruff, mypy (strict outside tests) and buf lint
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
-	$(UV) run --frozen mypy libs/runtime/src libs/harness/src services/ingest/src services/metrics/src
+	$(UV) run --frozen mypy libs/runtime/src libs/harness/src libs/client/src services/ingest/src services/metrics/src services/experiments/src
 	@if [ -x node_modules/.bin/buf ]; then node_modules/.bin/buf lint && echo "buf lint: clean"; else echo "buf not installed: skipped"; fi
 
 fmt: setup ## Format the code
@@ -58,6 +59,16 @@ bench: setup ## Run the benchmarks and write BENCHMARKS.md
 
 bench-quick: setup ## A short benchmark smoke run (under 5 minutes)
 	$(UV) run --frozen python -m bench.run --quick
+
+images: ## Build the service images (needs a Docker engine; CI without one runs k8s-validate)
+	@command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1 || { echo "images: no Docker engine here; 'make k8s-validate' lints the Dockerfiles and installs each image's dependencies instead"; exit 1; }
+	@for svc in $(SERVICES); do \
+		echo "docker build -f deploy/docker/$$svc.Dockerfile -t northstar-$$svc:$(IMAGE_TAG) ."; \
+		DOCKER_BUILDKIT=1 docker build -f deploy/docker/$$svc.Dockerfile -t northstar-$$svc:$(IMAGE_TAG) . || exit 1; \
+	done
+
+k8s-validate: setup ## Render every overlay, validate schemas and policy, dashboards, rules, Dockerfiles
+	$(UV) run --frozen python scripts/k8s_validate.py
 
 clean: ## Remove local state (the dev stack's data, caches)
 	rm -rf .northstar .pytest_cache .mypy_cache .ruff_cache

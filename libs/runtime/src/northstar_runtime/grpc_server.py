@@ -8,10 +8,12 @@ errors to statuses with google.rpc details, in one place.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import contextvars
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +22,7 @@ import structlog
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from opentelemetry import propagate, trace
+from opentelemetry import metrics, propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from northstar_runtime.auth import ApiKeyStore, Principal, Scope
@@ -35,6 +37,33 @@ from northstar_runtime.errors import (
 
 log = structlog.get_logger("northstar.grpc")
 _tracer = trace.get_tracer("northstar.grpc")
+_meter = metrics.get_meter("northstar.grpc")
+_SECONDS_BUCKETS = [
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+]
+# RED per RPC: rate and errors from the counter (by status code), duration from the histogram.
+_requests = _meter.create_counter(
+    "northstar_rpc_requests", unit="1", description="RPCs served, by method and status code"
+)
+_duration = _meter.create_histogram(
+    "northstar_rpc_duration",
+    unit="s",
+    description="time to serve an RPC, by method and status code",
+    explicit_bucket_boundaries_advisory=_SECONDS_BUCKETS,
+)
 
 _principal: contextvars.ContextVar[Principal] = contextvars.ContextVar("principal")
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
@@ -64,6 +93,46 @@ def require(scope: Scope) -> Principal:
     if not principal.has(scope):
         raise PermissionDenied(f"this operation needs the '{scope}' scope", reason="MISSING_SCOPE")
     return principal
+
+
+@dataclass
+class _Outcome:
+    """The status code an RPC ended with, as the interceptor saw it."""
+
+    code: grpc.StatusCode = grpc.StatusCode.OK
+
+
+@contextlib.contextmanager
+def _measured(method: str, context: grpc.aio.ServicerContext[Any, Any]) -> Iterator[_Outcome]:
+    """Count the RPC and record its duration, labelled by method and final status code."""
+    outcome = _Outcome()
+    started = time.perf_counter()
+    try:
+        yield outcome
+    except (asyncio.CancelledError, GeneratorExit):
+        outcome.code = grpc.StatusCode.CANCELLED
+        raise
+    except (grpc.aio.AbortError, grpc.aio.UsageError):
+        if outcome.code is grpc.StatusCode.OK:
+            outcome.code = _aborted_code(context)
+        raise
+    except BaseException:
+        if outcome.code is grpc.StatusCode.OK:
+            outcome.code = grpc.StatusCode.UNKNOWN
+        raise
+    finally:
+        attributes = {"method": method, "code": outcome.code.name}
+        _requests.add(1, attributes)
+        _duration.record(time.perf_counter() - started, attributes)
+
+
+def _aborted_code(context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode:
+    """The code a servicer aborted with itself (grpcio keeps it on the context)."""
+    with contextlib.suppress(Exception):
+        code = context.code()
+        if isinstance(code, grpc.StatusCode):
+            return code
+    return grpc.StatusCode.UNKNOWN
 
 
 class _Undecodable:
@@ -151,7 +220,10 @@ def _wrap(
         structlog.contextvars.bind_contextvars(tenant=principal.tenant)
 
     async def fail(
-        context: grpc.aio.ServicerContext[Any, Any], error: Exception, span: trace.Span
+        context: grpc.aio.ServicerContext[Any, Any],
+        error: Exception,
+        span: trace.Span,
+        outcome: _Outcome,
     ) -> None:
         if isinstance(error, NorthstarError):
             status = to_rpc_status(error)
@@ -162,6 +234,7 @@ def _wrap(
             error = NorthstarError("internal error; see the service logs", reason="INTERNAL")
             status = to_rpc_status(error)
         span.set_status(Status(StatusCode.ERROR, error.message))
+        outcome.code = error.code
         await context.abort(
             error.code,
             error.message,
@@ -177,7 +250,7 @@ def _wrap(
         inner_uu: Any = handler.unary_unary
 
         async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            with span_for() as span:
+            with _measured(method, context) as outcome, span_for() as span:
                 try:
                     _check_decoded(request)
                     await enter(context)
@@ -185,7 +258,7 @@ def _wrap(
                 except Exception as e:
                     if isinstance(e, (grpc.aio.AbortError, grpc.aio.UsageError)):
                         raise
-                    await fail(context, e, span)
+                    await fail(context, e, span, outcome)
                 finally:
                     structlog.contextvars.unbind_contextvars("request_id", "method", "tenant")
             return None
@@ -202,7 +275,7 @@ def _wrap(
         async def stream_stream(
             requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
-            with span_for() as span:
+            with _measured(method, context) as outcome, span_for() as span:
                 try:
                     await enter(context)
 
@@ -216,7 +289,7 @@ def _wrap(
                 except Exception as e:
                     if isinstance(e, (grpc.aio.AbortError, grpc.aio.UsageError)):
                         raise
-                    await fail(context, e, span)
+                    await fail(context, e, span, outcome)
                 finally:
                     structlog.contextvars.unbind_contextvars("request_id", "method", "tenant")
 
@@ -232,7 +305,7 @@ def _wrap(
         async def unary_stream(
             request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
-            with span_for() as span:
+            with _measured(method, context) as outcome, span_for() as span:
                 try:
                     _check_decoded(request)
                     await enter(context)
@@ -241,7 +314,7 @@ def _wrap(
                 except Exception as e:
                     if isinstance(e, (grpc.aio.AbortError, grpc.aio.UsageError)):
                         raise
-                    await fail(context, e, span)
+                    await fail(context, e, span, outcome)
                 finally:
                     structlog.contextvars.unbind_contextvars("request_id", "method", "tenant")
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import traceback
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
@@ -36,14 +37,27 @@ from northstar_runtime.log import LogClient
 log = structlog.get_logger("northstar.projector")
 _tracer = trace.get_tracer("northstar.projector")
 _meter = metrics.get_meter("northstar.projector")
+_SECONDS_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]
 _applied = _meter.create_counter("northstar_projector_entries_applied", unit="1")
 _parked = _meter.create_counter("northstar_projector_dead_letters", unit="1")
+_batch_duration = _meter.create_histogram(
+    "northstar_projector_batch_duration",
+    unit="s",
+    description="time to apply one batch of log entries, retries included",
+    explicit_bucket_boundaries_advisory=_SECONDS_BUCKETS,
+)
 _running: weakref.WeakSet[Projector] = weakref.WeakSet()
 
 
 def _observe(kind: str) -> Iterable[metrics.Observation]:
     for p in list(_running):
-        value = p.status.lag if kind == "lag" else p.status.position
+        value: float
+        if kind == "lag":
+            value = p.status.lag
+        elif kind == "lag_seconds":
+            value = p.status.lag_seconds(time.time())
+        else:
+            value = p.status.position
         yield metrics.Observation(value, {"projection": p.name})
 
 
@@ -52,6 +66,12 @@ _meter.create_observable_gauge(
     callbacks=[lambda _options: _observe("lag")],
     unit="1",
     description="log entries not yet applied by the projection",
+)
+_meter.create_observable_gauge(
+    "northstar_projector_lag_seconds",
+    callbacks=[lambda _options: _observe("lag_seconds")],
+    unit="s",
+    description="age of the oldest log entry the projection has not applied yet",
 )
 _meter.create_observable_gauge(
     "northstar_projector_position",
@@ -79,6 +99,13 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     PRIMARY KEY (projection, position)
 );
 """
+
+
+def _logged_at(msg: Msg) -> float | None:
+    """When JetStream stored the message (epoch seconds), if the metadata says."""
+    with contextlib.suppress(Exception):
+        return float(msg.metadata.timestamp.timestamp())
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +139,19 @@ class ProjectorStatus:
     applied: int = 0
     parked: int = 0
     active: bool = False
+    # Log timestamps (epoch seconds) for the lag in seconds: the first entry of the batch in
+    # hand, while it is applied, and the last entry applied.
+    pending_since: float | None = None
+    applied_through: float | None = None
+
+    def lag_seconds(self, now: float) -> float:
+        """Age of the oldest unapplied entry: the batch in hand, else (entries pending but
+        not fetched yet) at most the time since the last applied entry was logged."""
+        if self.pending_since is not None:
+            return max(0.0, now - self.pending_since)
+        if self.lag > 0 and self.applied_through is not None:
+            return max(0.0, now - self.applied_through)
+        return 0.0
 
 
 class Projector:
@@ -258,7 +298,14 @@ class Projector:
                     )
                     for m in msgs
                 ]
-                await self._apply_resilient(entries)
+                self.status.pending_since = _logged_at(msgs[0])
+                started = time.perf_counter()
+                try:
+                    await self._apply_resilient(entries)
+                finally:
+                    self.status.pending_since = None
+                _batch_duration.record(time.perf_counter() - started, {"projection": self.name})
+                self.status.applied_through = _logged_at(msgs[-1])
                 await msgs[-1].ack()
         finally:
             next_batch.cancel()

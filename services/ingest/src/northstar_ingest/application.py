@@ -243,9 +243,15 @@ class Ingestor:
             Outcome.DUPLICATE: duplicate,
             Outcome.REJECTED: len(rejected_at),
         }
-        for outcome, n in counts.items():
-            if n:
-                _events.add(n, {"outcome": outcome.value})
+        for outcome in (Outcome.ACCEPTED, Outcome.DUPLICATE):
+            if counts[outcome]:
+                _events.add(counts[outcome], {"outcome": outcome.value})
+        # Rejections by rule (a fixed vocabulary; the field may name a user's property).
+        by_rule: dict[str, int] = {}
+        for (_field, rule), n in rejections.items():
+            by_rule[rule] = by_rule.get(rule, 0) + n
+        for rule, n in by_rule.items():
+            _events.add(n, {"outcome": Outcome.REJECTED.value, "reason": rule})
         if rejections or log_duplicates:
             remaining = timeout - (self._now_us() - received_at) / 1e6
             await self._record_summary(

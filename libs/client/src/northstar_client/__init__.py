@@ -1,0 +1,31 @@
+"""Northstar's Python client: typed sync and async clients, a batching tracker, the CLI."""
+
+from __future__ import annotations
+
+from northstar_client.clients import (
+    AsyncIngestClient,
+    AsyncMetricsClient,
+    IngestClient,
+    MetricsClient,
+)
+from northstar_client.config import ClientConfig, ConfigError, RetryPolicy
+from northstar_client.errors import FieldViolation, NorthstarClientError, RpcError
+from northstar_client.events import Event, new_event_id
+from northstar_client.tracker import Tracker, TrackerStats
+
+__all__ = [
+    "AsyncIngestClient",
+    "AsyncMetricsClient",
+    "ClientConfig",
+    "ConfigError",
+    "Event",
+    "FieldViolation",
+    "IngestClient",
+    "MetricsClient",
+    "NorthstarClientError",
+    "RetryPolicy",
+    "RpcError",
+    "Tracker",
+    "TrackerStats",
+    "new_event_id",
+]

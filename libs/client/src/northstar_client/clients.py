@@ -1,0 +1,419 @@
+"""Typed sync and async clients for ingest and metrics: auth, TLS, deadlines, retries."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import timestamp_pb2
+
+from northstar.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from northstar.metrics.v1 import (
+    activation_pb2,
+    funnel_pb2,
+    kpis_pb2,
+    metrics_pb2,
+    metrics_pb2_grpc,
+    quality_pb2,
+    retention_pb2,
+    revenue_pb2,
+    series_pb2,
+    trend_pb2,
+)
+from northstar_client.config import ClientConfig
+from northstar_client.events import Event, new_event_id
+from northstar_client.retry import call_async, call_sync
+
+__all__ = [
+    "MAX_TRACK_EVENTS",
+    "AsyncIngestClient",
+    "AsyncMetricsClient",
+    "IngestClient",
+    "MetricsClient",
+    "prepare_track_request",
+]
+
+MAX_TRACK_EVENTS = 1_000
+_USER_AGENT = "northstar-client/0.1.0"
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+AnyEvent = Event | ingest_pb2.Event
+
+
+def _options() -> list[tuple[str, Any]]:
+    return [
+        ("grpc.primary_user_agent", _USER_AGENT),
+        ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+        ("grpc.keepalive_time_ms", 30_000),
+    ]
+
+
+def _credentials(config: ClientConfig) -> grpc.ChannelCredentials:
+    roots = config.ca_file.read_bytes() if config.ca_file else None
+    return grpc.ssl_channel_credentials(root_certificates=roots)
+
+
+def _sync_channel(config: ClientConfig, endpoint: str) -> grpc.Channel:
+    if config.tls:
+        return grpc.secure_channel(endpoint, _credentials(config), options=_options())
+    return grpc.insecure_channel(endpoint, options=_options())
+
+
+def _async_channel(config: ClientConfig, endpoint: str) -> grpc.aio.Channel:
+    if config.tls:
+        return grpc.aio.secure_channel(endpoint, _credentials(config), options=_options())
+    return grpc.aio.insecure_channel(endpoint, options=_options())
+
+
+def _metadata(config: ClientConfig) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {config.require_api_key()}"),)
+
+
+def prepare_track_request(
+    events: Sequence[AnyEvent], *, historical_import: bool = False
+) -> ingest_pb2.TrackRequest:
+    """A TrackRequest whose every event has an id, so that retries are idempotent."""
+    if not 1 <= len(events) <= MAX_TRACK_EVENTS:
+        raise ValueError(
+            f"a Track request carries 1 to {MAX_TRACK_EVENTS} events, got {len(events)}"
+        )
+    request = ingest_pb2.TrackRequest(historical_import=historical_import)
+    for e in events:
+        message = request.events.add()
+        message.CopyFrom(e.to_proto() if isinstance(e, Event) else e)
+        if not message.event_id:
+            # Fixed before the first attempt: a retry re-sends the same id and is
+            # answered DUPLICATE instead of being counted twice.
+            message.event_id = new_event_id()
+    return request
+
+
+def _stamp(request: ingest_pb2.TrackRequest) -> ingest_pb2.TrackRequest:
+    now = timestamp_pb2.Timestamp()
+    now.GetCurrentTime()
+    request.sent_at.CopyFrom(now)
+    return request
+
+
+class _SyncBase:
+    def __init__(self, config: ClientConfig, endpoint: str) -> None:
+        self.config = config
+        self._channel = _sync_channel(config, endpoint)
+
+    def _call(
+        self,
+        name: str,
+        rpc: Callable[..., Resp],
+        request: Any,
+        timeout: float | None,
+        *,
+        retry: bool = True,
+        prepare: Callable[[Any], Any] | None = None,
+    ) -> Resp:
+        metadata = _metadata(self.config)
+
+        def attempt(deadline: float) -> Resp:
+            body = prepare(request) if prepare else request
+            return rpc(body, timeout=deadline, metadata=metadata)
+
+        return call_sync(
+            name,
+            attempt,
+            policy=self.config.retry,
+            timeout=timeout or self.config.timeout,
+            retry=retry,
+        )
+
+    def close(self) -> None:
+        """Close the channel."""
+        self._channel.close()
+
+    def __enter__(self: _S) -> _S:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _AsyncBase:
+    def __init__(self, config: ClientConfig, endpoint: str) -> None:
+        self.config = config
+        self._channel = _async_channel(config, endpoint)
+
+    async def _call(
+        self,
+        name: str,
+        rpc: Callable[..., Awaitable[Resp]],
+        request: Any,
+        timeout: float | None,
+        *,
+        retry: bool = True,
+        prepare: Callable[[Any], Any] | None = None,
+    ) -> Resp:
+        metadata = _metadata(self.config)
+
+        async def attempt(deadline: float) -> Resp:
+            body = prepare(request) if prepare else request
+            return await rpc(body, timeout=deadline, metadata=metadata)
+
+        return await call_async(
+            name,
+            attempt,
+            policy=self.config.retry,
+            timeout=timeout or self.config.timeout,
+            retry=retry,
+        )
+
+    async def close(self) -> None:
+        """Close the channel."""
+        await self._channel.close(None)
+
+    async def __aenter__(self: _A) -> _A:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+_S = TypeVar("_S", bound=_SyncBase)
+_A = TypeVar("_A", bound=_AsyncBase)
+
+
+class IngestClient(_SyncBase):
+    """Blocking client of IngestService."""
+
+    def __init__(self, config: ClientConfig | None = None) -> None:
+        config = config or ClientConfig.from_env()
+        super().__init__(config, config.ingest_endpoint)
+        self._stub = ingest_pb2_grpc.IngestServiceStub(self._channel)
+
+    def track(
+        self,
+        events: Sequence[AnyEvent],
+        *,
+        historical_import: bool = False,
+        timeout: float | None = None,
+    ) -> ingest_pb2.TrackResponse:
+        """Append 1 to 1,000 events; retried on UNAVAILABLE / RESOURCE_EXHAUSTED."""
+        request = prepare_track_request(events, historical_import=historical_import)
+        return self.track_request(request, timeout=timeout)
+
+    def track_request(
+        self, request: ingest_pb2.TrackRequest, *, timeout: float | None = None
+    ) -> ingest_pb2.TrackResponse:
+        """Send a prepared request (every event with an id), with retries."""
+        return self._call("Track", self._stub.Track, request, timeout, prepare=_stamp)
+
+
+class AsyncIngestClient(_AsyncBase):
+    """asyncio client of IngestService."""
+
+    def __init__(self, config: ClientConfig | None = None) -> None:
+        config = config or ClientConfig.from_env()
+        super().__init__(config, config.ingest_endpoint)
+        self._stub = ingest_pb2_grpc.IngestServiceStub(self._channel)
+
+    async def track(
+        self,
+        events: Sequence[AnyEvent],
+        *,
+        historical_import: bool = False,
+        timeout: float | None = None,
+    ) -> ingest_pb2.TrackResponse:
+        """Append 1 to 1,000 events; retried on UNAVAILABLE / RESOURCE_EXHAUSTED."""
+        request = prepare_track_request(events, historical_import=historical_import)
+        return await self.track_request(request, timeout=timeout)
+
+    async def track_request(
+        self, request: ingest_pb2.TrackRequest, *, timeout: float | None = None
+    ) -> ingest_pb2.TrackResponse:
+        """Send a prepared request (every event with an id), with retries."""
+        return await self._call("Track", self._stub.Track, request, timeout, prepare=_stamp)
+
+
+class MetricsClient(_SyncBase):
+    """Blocking client of MetricsService: one method per RPC."""
+
+    def __init__(self, config: ClientConfig | None = None) -> None:
+        config = config or ClientConfig.from_env()
+        super().__init__(config, config.metrics_endpoint)
+        self._stub = metrics_pb2_grpc.MetricsServiceStub(self._channel)
+
+    def active_users(
+        self, request: metrics_pb2.ActiveUsersRequest, *, timeout: float | None = None
+    ) -> metrics_pb2.ActiveUsersResponse:
+        """DAU, WAU, MAU, stickiness and MAO per day."""
+        return self._call("ActiveUsers", self._stub.ActiveUsers, request, timeout)
+
+    def retention(
+        self, request: retention_pb2.RetentionRequest, *, timeout: float | None = None
+    ) -> retention_pb2.RetentionResponse:
+        """The retention matrix of cohorts by period."""
+        return self._call("Retention", self._stub.Retention, request, timeout)
+
+    def retention_trend(
+        self, request: retention_pb2.RetentionTrendRequest, *, timeout: float | None = None
+    ) -> retention_pb2.RetentionTrendResponse:
+        """One retention period over a range of cohorts."""
+        return self._call("RetentionTrend", self._stub.RetentionTrend, request, timeout)
+
+    def activation(
+        self, request: activation_pb2.ActivationRequest, *, timeout: float | None = None
+    ) -> activation_pb2.ActivationResponse:
+        """Activation, time to value and paid conversion of a signup range."""
+        return self._call("Activation", self._stub.Activation, request, timeout)
+
+    def workflows(
+        self, request: activation_pb2.WorkflowsRequest, *, timeout: float | None = None
+    ) -> activation_pb2.WorkflowsResponse:
+        """Workflow runs, error rate and active workflows per period."""
+        return self._call("Workflows", self._stub.Workflows, request, timeout)
+
+    def funnel(
+        self, request: funnel_pb2.FunnelRequest, *, timeout: float | None = None
+    ) -> funnel_pb2.FunnelResponse:
+        """Ordered-step conversion."""
+        return self._call("Funnel", self._stub.Funnel, request, timeout)
+
+    def trend(
+        self, request: trend_pb2.TrendRequest, *, timeout: float | None = None
+    ) -> trend_pb2.TrendResponse:
+        """A measure per interval, optionally broken down."""
+        return self._call("Trend", self._stub.Trend, request, timeout)
+
+    def revenue(
+        self, request: revenue_pb2.RevenueRequest, *, timeout: float | None = None
+    ) -> revenue_pb2.RevenueResponse:
+        """MRR per day and the monthly revenue movements."""
+        return self._call("Revenue", self._stub.Revenue, request, timeout)
+
+    def kpis(
+        self, request: kpis_pb2.KpisRequest | None = None, *, timeout: float | None = None
+    ) -> kpis_pb2.KpisResponse:
+        """Every KPI, the alignment score and the priority actions."""
+        return self._call("Kpis", self._stub.Kpis, request or kpis_pb2.KpisRequest(), timeout)
+
+    def get_kpi_config(self, *, timeout: float | None = None) -> kpis_pb2.GetKpiConfigResponse:
+        """The KPI configuration and its version."""
+        request = kpis_pb2.GetKpiConfigRequest()
+        return self._call("GetKpiConfig", self._stub.GetKpiConfig, request, timeout)
+
+    def update_kpi_config(
+        self, request: kpis_pb2.UpdateKpiConfigRequest, *, timeout: float | None = None
+    ) -> kpis_pb2.UpdateKpiConfigResponse:
+        """Change KPI targets; a stale expected_version fails with ABORTED (never retried)."""
+        return self._call("UpdateKpiConfig", self._stub.UpdateKpiConfig, request, timeout)
+
+    def anomalies(
+        self, request: series_pb2.AnomaliesRequest, *, timeout: float | None = None
+    ) -> series_pb2.AnomaliesResponse:
+        """Anomalous days of a daily series."""
+        return self._call("Anomalies", self._stub.Anomalies, request, timeout)
+
+    def forecast(
+        self, request: series_pb2.ForecastRequest, *, timeout: float | None = None
+    ) -> series_pb2.ForecastResponse:
+        """The next days of a daily series with intervals."""
+        return self._call("Forecast", self._stub.Forecast, request, timeout)
+
+    def data_quality(
+        self, request: quality_pb2.DataQualityRequest, *, timeout: float | None = None
+    ) -> quality_pb2.DataQualityResponse:
+        """Data-quality counts and score."""
+        return self._call("DataQuality", self._stub.DataQuality, request, timeout)
+
+
+class AsyncMetricsClient(_AsyncBase):
+    """asyncio client of MetricsService: one coroutine per RPC."""
+
+    def __init__(self, config: ClientConfig | None = None) -> None:
+        config = config or ClientConfig.from_env()
+        super().__init__(config, config.metrics_endpoint)
+        self._stub = metrics_pb2_grpc.MetricsServiceStub(self._channel)
+
+    async def active_users(
+        self, request: metrics_pb2.ActiveUsersRequest, *, timeout: float | None = None
+    ) -> metrics_pb2.ActiveUsersResponse:
+        """DAU, WAU, MAU, stickiness and MAO per day."""
+        return await self._call("ActiveUsers", self._stub.ActiveUsers, request, timeout)
+
+    async def retention(
+        self, request: retention_pb2.RetentionRequest, *, timeout: float | None = None
+    ) -> retention_pb2.RetentionResponse:
+        """The retention matrix of cohorts by period."""
+        return await self._call("Retention", self._stub.Retention, request, timeout)
+
+    async def retention_trend(
+        self, request: retention_pb2.RetentionTrendRequest, *, timeout: float | None = None
+    ) -> retention_pb2.RetentionTrendResponse:
+        """One retention period over a range of cohorts."""
+        return await self._call("RetentionTrend", self._stub.RetentionTrend, request, timeout)
+
+    async def activation(
+        self, request: activation_pb2.ActivationRequest, *, timeout: float | None = None
+    ) -> activation_pb2.ActivationResponse:
+        """Activation, time to value and paid conversion of a signup range."""
+        return await self._call("Activation", self._stub.Activation, request, timeout)
+
+    async def workflows(
+        self, request: activation_pb2.WorkflowsRequest, *, timeout: float | None = None
+    ) -> activation_pb2.WorkflowsResponse:
+        """Workflow runs, error rate and active workflows per period."""
+        return await self._call("Workflows", self._stub.Workflows, request, timeout)
+
+    async def funnel(
+        self, request: funnel_pb2.FunnelRequest, *, timeout: float | None = None
+    ) -> funnel_pb2.FunnelResponse:
+        """Ordered-step conversion."""
+        return await self._call("Funnel", self._stub.Funnel, request, timeout)
+
+    async def trend(
+        self, request: trend_pb2.TrendRequest, *, timeout: float | None = None
+    ) -> trend_pb2.TrendResponse:
+        """A measure per interval, optionally broken down."""
+        return await self._call("Trend", self._stub.Trend, request, timeout)
+
+    async def revenue(
+        self, request: revenue_pb2.RevenueRequest, *, timeout: float | None = None
+    ) -> revenue_pb2.RevenueResponse:
+        """MRR per day and the monthly revenue movements."""
+        return await self._call("Revenue", self._stub.Revenue, request, timeout)
+
+    async def kpis(
+        self, request: kpis_pb2.KpisRequest | None = None, *, timeout: float | None = None
+    ) -> kpis_pb2.KpisResponse:
+        """Every KPI, the alignment score and the priority actions."""
+        request = request or kpis_pb2.KpisRequest()
+        return await self._call("Kpis", self._stub.Kpis, request, timeout)
+
+    async def get_kpi_config(
+        self, *, timeout: float | None = None
+    ) -> kpis_pb2.GetKpiConfigResponse:
+        """The KPI configuration and its version."""
+        request = kpis_pb2.GetKpiConfigRequest()
+        return await self._call("GetKpiConfig", self._stub.GetKpiConfig, request, timeout)
+
+    async def update_kpi_config(
+        self, request: kpis_pb2.UpdateKpiConfigRequest, *, timeout: float | None = None
+    ) -> kpis_pb2.UpdateKpiConfigResponse:
+        """Change KPI targets; a stale expected_version fails with ABORTED (never retried)."""
+        return await self._call("UpdateKpiConfig", self._stub.UpdateKpiConfig, request, timeout)
+
+    async def anomalies(
+        self, request: series_pb2.AnomaliesRequest, *, timeout: float | None = None
+    ) -> series_pb2.AnomaliesResponse:
+        """Anomalous days of a daily series."""
+        return await self._call("Anomalies", self._stub.Anomalies, request, timeout)
+
+    async def forecast(
+        self, request: series_pb2.ForecastRequest, *, timeout: float | None = None
+    ) -> series_pb2.ForecastResponse:
+        """The next days of a daily series with intervals."""
+        return await self._call("Forecast", self._stub.Forecast, request, timeout)
+
+    async def data_quality(
+        self, request: quality_pb2.DataQualityRequest, *, timeout: float | None = None
+    ) -> quality_pb2.DataQualityResponse:
+        """Data-quality counts and score."""
+        return await self._call("DataQuality", self._stub.DataQuality, request, timeout)

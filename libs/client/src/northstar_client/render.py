@@ -1,0 +1,493 @@
+"""Answers as rich tables with sparklines, or as JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from northstar.metrics.v1 import (
+    activation_pb2,
+    funnel_pb2,
+    kpis_pb2,
+    metrics_pb2,
+    quality_pb2,
+    retention_pb2,
+    revenue_pb2,
+    series_pb2,
+    trend_pb2,
+)
+
+__all__ = ["as_json", "print_answer", "print_plain", "render", "sparkline"]
+
+_BARS = "▁▂▃▄▅▆▇█"
+_STATE_STYLE = {
+    kpis_pb2.KPI_STATE_OK: "green",
+    kpis_pb2.KPI_STATE_WARNING: "yellow",
+    kpis_pb2.KPI_STATE_CRITICAL: "red",
+    kpis_pb2.KPI_STATE_MISSING: "dim",
+}
+_STATUS_STYLE = {
+    kpis_pb2.ALIGNMENT_STATUS_ON_TRACK: "green",
+    kpis_pb2.ALIGNMENT_STATUS_AT_RISK: "yellow",
+    kpis_pb2.ALIGNMENT_STATUS_OFF_TRACK: "red",
+    kpis_pb2.ALIGNMENT_STATUS_NO_DATA: "dim",
+}
+
+
+def as_json(message: Message) -> str:
+    """The answer as JSON: field names as in the proto, absent values omitted, 0s kept."""
+    data = json_format.MessageToDict(
+        message,
+        preserving_proto_field_name=True,
+        always_print_fields_with_no_presence=True,
+        unquote_int64_if_possible=True,
+    )
+    return json.dumps(data, indent=2, ensure_ascii=False)
+
+
+def sparkline(values: Sequence[float | None]) -> str:
+    """One block character per value, scaled between the series' min and max; gaps blank."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return ""
+    low, high = min(present), max(present)
+    span = high - low
+    out = []
+    for v in values:
+        if v is None:
+            out.append(" ")
+        elif span == 0:
+            out.append(_BARS[len(_BARS) // 2] if high else _BARS[0])
+        else:
+            out.append(_BARS[min(len(_BARS) - 1, int((v - low) / span * len(_BARS)))])
+    return "".join(out)
+
+
+def _num(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "–"
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.{digits or 2}f}"
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value * 100:.1f}%"
+
+
+def _money(minor: float | None) -> str:
+    return "–" if minor is None else f"{minor / 100:,.2f}"
+
+
+def _secs(value: float | None) -> str:
+    if value is None:
+        return "–"
+    if value < 120:
+        return f"{value:.0f}s"
+    if value < 7200:
+        return f"{value / 60:.1f}m"
+    if value < 172_800:
+        return f"{value / 3600:.1f}h"
+    return f"{value / 86_400:.1f}d"
+
+
+def _opt(message: Message, name: str) -> Any:
+    return getattr(message, name) if message.HasField(name) else None
+
+
+def _enum(enum_name: str, value: int, prefix: str) -> str:
+    descriptor = kpis_pb2.DESCRIPTOR.pool.FindEnumTypeByName(f"northstar.metrics.v1.{enum_name}")
+    name = descriptor.values_by_number[value].name if value in descriptor.values_by_number else ""
+    return name.removeprefix(prefix).lower().replace("_", " ") or "–"
+
+
+def render(message: Message) -> RenderableType:
+    """A rich renderable for any metrics answer."""
+    renderers: dict[type[Message], Any] = {
+        metrics_pb2.ActiveUsersResponse: _active_users,
+        retention_pb2.RetentionResponse: _retention,
+        retention_pb2.RetentionTrendResponse: _retention_trend,
+        activation_pb2.ActivationResponse: _activation,
+        activation_pb2.WorkflowsResponse: _workflows,
+        funnel_pb2.FunnelResponse: _funnel,
+        trend_pb2.TrendResponse: _trend,
+        revenue_pb2.RevenueResponse: _revenue,
+        kpis_pb2.KpisResponse: _kpis,
+        kpis_pb2.GetKpiConfigResponse: _kpi_config,
+        kpis_pb2.UpdateKpiConfigResponse: _kpi_config,
+        series_pb2.AnomaliesResponse: _anomalies,
+        series_pb2.ForecastResponse: _forecast,
+        quality_pb2.DataQualityResponse: _data_quality,
+    }
+    renderer = renderers.get(type(message))
+    if renderer is None:
+        return Text(as_json(message))
+    result: RenderableType = renderer(message)
+    return result
+
+
+def _footer(position: int) -> Text:
+    return Text(f"log position {position}", style="dim")
+
+
+def _active_users(r: metrics_pb2.ActiveUsersResponse) -> RenderableType:
+    table = Table(title="Active users", caption=_caption("DAU", [float(d.dau) for d in r.days]))
+    for col in ("date", "DAU", "WAU", "MAU", "stickiness", "MAO"):
+        table.add_column(col, justify="left" if col == "date" else "right")
+    for d in r.days:
+        table.add_row(
+            d.date, _num(d.dau), _num(d.wau), _num(d.mau), _pct(_opt(d, "stickiness")), _num(d.mao)
+        )
+    return Group(table, _footer(r.log_position))
+
+
+def _caption(label: str, values: Sequence[float | None]) -> str:
+    return f"{label} {sparkline(values)}" if values else ""
+
+
+def _retention(r: retention_pb2.RetentionResponse) -> RenderableType:
+    periods = max((len(c.cells) for c in r.cohorts), default=len(r.combined))
+    table = Table(title=f"Retention (as of {r.as_of_date})")
+    table.add_column("cohort")
+    table.add_column("size", justify="right")
+    for p in range(periods):
+        table.add_column(f"P{p}", justify="right")
+    for c in r.cohorts:
+        cells = [_pct(_opt(cell, "retention")) for cell in c.cells]
+        table.add_row(c.cohort_start, _num(c.size), *cells, *[""] * (periods - len(cells)))
+    if r.combined:
+        combined = [_pct(_opt(cell, "retention")) for cell in r.combined]
+        table.add_row(Text("all", style="bold"), "", *combined, *[""] * (periods - len(combined)))
+    curve = [_opt(cell, "retention") for cell in r.combined]
+    return Group(table, Text(f"curve {sparkline(curve)}"), _footer(r.log_position))
+
+
+def _retention_trend(r: retention_pb2.RetentionTrendResponse) -> RenderableType:
+    table = Table(title=f"Retention P{r.period} by cohort (as of {r.as_of_date})")
+    for col in ("cohort", "size", "retained", "retention"):
+        table.add_column(col, justify="left" if col == "cohort" else "right")
+    values: list[float | None] = []
+    for p in r.points:
+        cell = p.cell if p.HasField("cell") else None
+        value = _opt(cell, "retention") if cell is not None else None
+        values.append(value)
+        table.add_row(
+            p.cohort_start, _num(p.size), _num(cell.retained) if cell else "–", _pct(value)
+        )
+    combined = _opt(r.combined, "retention") if r.HasField("combined") else None
+    table.caption = f"{sparkline(values)}  combined {_pct(combined)}"
+    return Group(table, _footer(r.log_position))
+
+
+def _summary_rows(table: Table, label: str, s: activation_pb2.ActivationSummary) -> None:
+    table.add_row(
+        label,
+        _num(s.signups),
+        _pct(_opt(s, "activation_rate")),
+        _secs(_opt(s.integration_connected, "median_seconds")),
+        _secs(_opt(s.workflow_created, "median_seconds")),
+        _secs(_opt(s.workflow_run_succeeded, "median_seconds")),
+        _pct(_opt(s, "signup_to_value_30m")),
+        _pct(_opt(s, "paid_conversion_rate")),
+    )
+
+
+def _activation(r: activation_pb2.ActivationResponse) -> RenderableType:
+    table = Table(title="Activation")
+    for col in (
+        "segment",
+        "signups",
+        "activated (7d)",
+        "→ integration",
+        "→ workflow",
+        "→ successful run",
+        "value ≤30m",
+        "paid conversion",
+    ):
+        table.add_column(col, justify="left" if col == "segment" else "right")
+    _summary_rows(table, "all", r.overall)
+    for seg in r.segments:
+        _summary_rows(table, seg.value if seg.HasField("value") else "(none)", seg.summary)
+    return Group(
+        table, Text("→ columns: median time from signup", style="dim"), _footer(r.log_position)
+    )
+
+
+def _workflows(r: activation_pb2.WorkflowsResponse) -> RenderableType:
+    table = Table(title="Workflows", caption=_caption("runs", [float(p.runs) for p in r.periods]))
+    for col in ("period", "runs", "successful", "failed", "error rate", "active workflows"):
+        table.add_column(col, justify="left" if col == "period" else "right")
+    for p in [*r.periods, r.total]:
+        label = p.period_start if p is not r.total else Text("total", style="bold")
+        table.add_row(
+            label,
+            _num(p.runs),
+            _num(p.successful_runs),
+            _num(p.failed_runs),
+            _pct(_opt(p, "error_rate")),
+            _num(p.active_workflows),
+        )
+    return Group(table, _footer(r.log_position))
+
+
+def _funnel_table(title: str, result: funnel_pb2.FunnelResult) -> Table:
+    table = Table(title=title)
+    for col in ("step", "event", "users", "from previous", "from first", "median time"):
+        table.add_column(col, justify="left" if col in ("step", "event") else "right")
+    for s in result.steps:
+        table.add_row(
+            str(s.step),
+            s.event,
+            _num(s.users),
+            _pct(_opt(s, "conversion_from_previous")),
+            _pct(_opt(s, "conversion_from_first")),
+            _secs(_opt(s, "median_seconds_from_first")),
+        )
+    return table
+
+
+def _funnel(r: funnel_pb2.FunnelResponse) -> RenderableType:
+    parts: list[RenderableType] = [
+        _funnel_table(f"Funnel (window {_secs(float(r.window_seconds))})", r.overall)
+    ]
+    if r.breakdowns:
+        table = Table(title="By breakdown")
+        table.add_column("value")
+        table.add_column("entered", justify="right")
+        table.add_column("converted", justify="right")
+        table.add_column("conversion", justify="right")
+        table.add_column("steps")
+        for b in r.breakdowns:
+            steps = b.result.steps
+            if not steps:
+                continue
+            users = [float(s.users) for s in steps]
+            table.add_row(
+                b.breakdown_value,
+                _num(steps[0].users),
+                _num(steps[-1].users),
+                _pct(_opt(steps[-1], "conversion_from_first")),
+                sparkline([0.0, *users])[1:],
+            )
+        parts.append(table)
+    parts.append(_footer(r.log_position))
+    return Group(*parts)
+
+
+def _trend(r: trend_pb2.TrendResponse) -> RenderableType:
+    interval = _enum("TrendInterval", r.interval, "TREND_INTERVAL_")
+    measure = _enum("TrendMeasure", r.measure, "TREND_MEASURE_")
+    first = r.buckets[0].start if r.buckets else ""
+    last = r.buckets[-1].start if r.buckets else ""
+    table = Table(title=f"Trend: {measure} per {interval}, {first} … {last}")
+    for col in ("series", "total", "last", "trend"):
+        table.add_column(col, justify="left" if col in ("series", "trend") else "right")
+    for s in r.series:
+        values = [_opt(p, "value") for p in s.points]
+        name = s.breakdown_value or "all events"
+        table.add_row(
+            name,
+            _num(_opt(s, "total"), 2),
+            _num(values[-1] if values else None, 2),
+            sparkline(values),
+        )
+    if not r.series:
+        table.caption = "nothing matched"
+    return Group(table, _footer(r.log_position))
+
+
+def _revenue(r: revenue_pb2.RevenueResponse) -> RenderableType:
+    mrr = [float(d.mrr) for d in r.days]
+    table = Table(title="Revenue (amounts in currency units)", caption=_caption("MRR", mrr))
+    cols = (
+        "month",
+        "MRR start",
+        "MRR end",
+        "new",
+        "expansion",
+        "contraction",
+        "churned",
+        "churn",
+        "ARPU",
+        "LTV",
+        "CAC",
+        "growth",
+    )
+    for col in cols:
+        table.add_column(col, justify="left" if col == "month" else "right")
+    for m in r.months:
+        table.add_row(
+            m.month,
+            _money(m.mrr_start),
+            _money(m.mrr_end),
+            _money(m.new_mrr),
+            _money(m.expansion_mrr),
+            _money(-m.contraction_mrr if m.contraction_mrr else 0),
+            _money(-m.churned_mrr if m.churned_mrr else 0),
+            _pct(_opt(m, "churn_rate")),
+            _money(_opt(m, "arpu_end")),
+            _money(_opt(m, "ltv")),
+            _money(_opt(m, "cac")),
+            _pct(_opt(m, "mrr_growth")),
+        )
+    return Group(table, _footer(r.log_position))
+
+
+def _kpis(r: kpis_pb2.KpisResponse) -> RenderableType:
+    score = _opt(r, "alignment_score")
+    status = _enum("AlignmentStatus", r.status, "ALIGNMENT_STATUS_")
+    headline = Text.assemble(
+        ("Alignment score ", "bold"),
+        (f"{score:.1f}" if score is not None else "–", "bold " + _STATUS_STYLE.get(r.status, "")),
+        f"  {status}  (as of {r.as_of_date}, config v{r.config_version})",
+    )
+    table = Table(title="KPIs")
+    for col in ("kpi", "value", "target", "attainment", "state", "window"):
+        table.add_column(col, justify="left" if col in ("kpi", "state", "window") else "right")
+    for k in r.kpis:
+        state = _enum("KpiState", k.state, "KPI_STATE_")
+        table.add_row(
+            k.name,
+            _num(_opt(k, "value"), 3),
+            _num(k.target, 3),
+            _pct(_opt(k, "attainment")),
+            Text(state, style=_STATE_STYLE.get(k.state, "")),
+            k.window,
+        )
+    parts: list[RenderableType] = [headline, table]
+    if r.priority_actions:
+        actions = Table(title="Priority actions")
+        for col in ("kpi", "impact", "gap", "recommended action"):
+            actions.add_column(col, justify="right" if col in ("impact", "gap") else "left")
+        for a in r.priority_actions:
+            actions.add_row(a.kpi, f"{a.impact:.2f}", f"{a.gap:,.3f}", a.recommended_action)
+        parts.append(actions)
+    parts.append(_footer(r.log_position))
+    return Group(*parts)
+
+
+def _kpi_config(
+    r: kpis_pb2.GetKpiConfigResponse | kpis_pb2.UpdateKpiConfigResponse,
+) -> RenderableType:
+    table = Table(title=f"KPI configuration v{r.version}")
+    for col in ("kpi", "target", "weight", "warning", "critical"):
+        table.add_column(col, justify="left" if col == "kpi" else "right")
+    for t in r.config.targets:
+        table.add_row(
+            t.name,
+            _num(t.target, 3),
+            _num(t.weight, 2),
+            _num(_opt(t, "warning"), 3),
+            _num(_opt(t, "critical"), 3),
+        )
+    return table
+
+
+def _anomalies(r: series_pb2.AnomaliesResponse) -> RenderableType:
+    table = Table(
+        title=f"Anomalies ({r.days_judged} days judged, |z| ≥ {r.z_threshold:g})",
+        caption="no anomalous day" if not r.anomalies else None,
+    )
+    for col in ("date", "value", "baseline", "z", "relative", "direction", "rules"):
+        table.add_column(col, justify="left" if col in ("date", "direction", "rules") else "right")
+    for a in r.anomalies:
+        direction = "spike" if a.direction == series_pb2.ANOMALY_DIRECTION_SPIKE else "drop"
+        rules = ", ".join(_enum("AnomalyRule", rule, "ANOMALY_RULE_") for rule in a.rules)
+        table.add_row(
+            a.date,
+            _num(a.value, 2),
+            f"{a.baseline_mean:,.2f} ± {a.baseline_stddev:,.2f}",
+            ("∞" if a.z > 0 else "-∞") if a.infinite_z else f"{a.z:.2f}",
+            _pct(_opt(a, "relative_deviation")),
+            Text(direction, style="red" if direction == "drop" else "green"),
+            rules,
+        )
+    return Group(table, _footer(r.log_position))
+
+
+def _forecast(r: series_pb2.ForecastResponse) -> RenderableType:
+    method = _enum("ForecastMethod", r.model.method, "FORECAST_METHOD_")
+    history = [_opt(h, "value") for h in r.history]
+    ahead = [p.value for p in r.points]
+    head = Text.assemble(
+        ("Forecast ", "bold"),
+        f"after {r.as_of_date or '–'} with {method}: ",
+        (sparkline(history), "cyan"),
+        (sparkline([*history, *ahead])[len(history) :], "magenta"),
+    )
+    table = Table()
+    for col in ("date", "forecast", "80% interval", "95% interval"):
+        table.add_column(col, justify="left" if col == "date" else "right")
+    for p in r.points:
+        table.add_row(
+            p.date,
+            _num(p.value, 2),
+            f"{_num(_opt(p, 'lower_80'), 2)} … {_num(_opt(p, 'upper_80'), 2)}",
+            f"{_num(_opt(p, 'lower_95'), 2)} … {_num(_opt(p, 'upper_95'), 2)}",
+        )
+    overall = r.accuracy.overall
+    accuracy = Text(
+        f"backtest: {r.accuracy.origins} origins, MAE {_num(_opt(overall, 'mae'), 2)},"
+        f" MAPE {_pct(_opt(overall, 'mape'))}, 80% coverage {_pct(_opt(overall, 'coverage_80'))}"
+    )
+    return Group(head, table, accuracy, _footer(r.log_position))
+
+
+def _data_quality(r: quality_pb2.DataQualityResponse) -> RenderableType:
+    score = _opt(r, "score")
+    table = Table(title=f"Data quality: score {'–' if score is None else f'{score:.1f}'}")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for label, value in (
+        ("received", _num(r.received)),
+        ("accepted", _num(r.accepted)),
+        ("duplicates", _num(r.duplicates)),
+        ("rejected", _num(r.rejected)),
+        ("id conflicts", _num(r.id_conflicts)),
+        ("events missing fields", _num(r.missing_fields)),
+        ("active users", _num(r.active_users)),
+        ("orphan activity", _num(r.orphan_activity)),
+        ("clock skew", _num(r.clock_skew)),
+        ("freshness", _secs(_opt(r, "freshness_seconds"))),
+        ("suspected bots", _num(r.suspected_bots)),
+    ):
+        table.add_row(label, value)
+    parts: list[RenderableType] = [table]
+    if r.rejection_reasons:
+        reasons = Table(title="Rejections")
+        for col in ("field", "rule", "count"):
+            reasons.add_column(col, justify="right" if col == "count" else "left")
+        for reason in r.rejection_reasons:
+            reasons.add_row(reason.field, reason.rule, _num(reason.count))
+        parts.append(reasons)
+    if r.penalties:
+        penalties = Table(title="Score penalties")
+        for col in ("issue", "share", "penalty"):
+            penalties.add_column(col, justify="left" if col == "issue" else "right")
+        for p in r.penalties:
+            issue = _enum("QualityIssue", p.issue, "QUALITY_ISSUE_")
+            penalties.add_row(issue, _pct(p.share), f"{p.penalty:.2f}")
+        parts.append(penalties)
+    parts.append(_footer(r.log_position))
+    return Group(*parts)
+
+
+def print_answer(console: Console, message: Message, *, json_output: bool) -> None:
+    """Print an answer as a table or as JSON."""
+    if json_output:
+        print_plain(console, as_json(message))
+    else:
+        console.print(render(message))
+
+
+def print_plain(console: Console, text: str) -> None:
+    """Write text as is (no markup, no wrapping): machine-readable output."""
+    console.file.write(text + "\n")
+    console.file.flush()

@@ -1,0 +1,1 @@
+"""Northstar experiments service: definitions, assignment and results."""

@@ -1,0 +1,156 @@
+"""The experiments service's projections: definitions (DOMAIN) and exposures/events (EVENTS)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from northstar.log.v1 import log_pb2
+from northstar_experiments.adapters.experiment_store import decode_event
+from northstar_experiments.domain.experiment import (
+    Experiment,
+    definition_from_json,
+    definition_to_json,
+    event_to_json,
+    evolve,
+)
+from northstar_runtime.codec import TYPE_HEADER, decode_batch
+from northstar_runtime.db import Connection
+from northstar_runtime.projector import LogEntry
+
+EXPOSURE_EVENT = "experiment.exposure"
+
+
+def state_to_json(s: Experiment) -> dict[str, Any]:
+    """A folded experiment as the read model stores it."""
+    return {
+        "key": s.key,
+        "definition": definition_to_json(s.definition),
+        "status": s.status,
+        "version": s.version,
+        "created_at_us": s.created_at_us,
+        "started_at_us": s.started_at_us,
+        "stopped_at_us": s.stopped_at_us,
+        "winner": s.winner,
+        "conclusion_reason": s.conclusion_reason,
+    }
+
+
+def state_from_json(o: dict[str, Any]) -> Experiment:
+    """A folded experiment from the read model."""
+    return Experiment(
+        key=o["key"],
+        definition=definition_from_json(o["definition"]),
+        status=o["status"],
+        version=int(o["version"]),
+        created_at_us=int(o["created_at_us"]),
+        started_at_us=int(o["started_at_us"]),
+        stopped_at_us=int(o["stopped_at_us"]),
+        winner=o["winner"],
+        conclusion_reason=o["conclusion_reason"],
+    )
+
+
+def _tenant_and_key(subject: str) -> tuple[str, str]:
+    # [namespace.]domain.experiments.<tenant>.experiment.<key>
+    parts = subject.split(".")
+    return parts[-3], parts[-1]
+
+
+class DefinitionsProjection:
+    """Folds experiment events into `experiments` and `experiment_history`."""
+
+    name = "experiments"
+
+    async def apply(self, conn: Connection, entries: Sequence[LogEntry]) -> None:
+        """Fold each event into its experiment's row; a redelivered version changes nothing."""
+        for entry in entries:
+            if not entry.headers.get(TYPE_HEADER, "").startswith("Experiment"):
+                continue
+            tenant, key = _tenant_and_key(entry.subject)
+            event = decode_event(entry.data, dict(entry.headers))
+            row = await conn.fetchrow(
+                "SELECT version, state FROM experiments WHERE tenant = $1 AND key = $2",
+                tenant,
+                key,
+            )
+            if row is not None and row["version"] >= entry.seq:
+                continue
+            state = state_from_json(orjson.loads(row["state"])) if row is not None else None
+            new = evolve(state, event, entry.seq)
+            await conn.execute(
+                "INSERT INTO experiments (tenant, key, status, version, state)"
+                " VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT (tenant, key) DO UPDATE"
+                " SET status = EXCLUDED.status, version = EXCLUDED.version, state = EXCLUDED.state",
+                tenant,
+                key,
+                new.status,
+                new.version,
+                orjson.dumps(state_to_json(new)).decode(),
+            )
+            await conn.execute(
+                "INSERT INTO experiment_history (tenant, key, version, type, at_us, actor, event)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb) ON CONFLICT DO NOTHING",
+                tenant,
+                key,
+                entry.seq,
+                event.type,
+                event.at_us,
+                event.actor,
+                orjson.dumps(event_to_json(event)).decode(),
+            )
+
+    async def reset(self, conn: Connection) -> None:
+        """Empty the read model, for a replay of the DOMAIN stream."""
+        await conn.execute("TRUNCATE experiments, experiment_history")
+
+
+class ExposuresProjection:
+    """Keeps exposures and every user's events (name, time, properties) from EVENTS."""
+
+    name = "experiment_events"
+
+    async def apply(self, conn: Connection, entries: Sequence[LogEntry]) -> None:
+        """Insert the batch's user events and exposures; duplicates (tenant, event_id) skip."""
+        events: list[tuple[str, str, str, str, int, str]] = []
+        exposures: list[tuple[str, str, str, str, str, int]] = []
+        for entry in entries:
+            batch = decode_batch(entry.data, entry.headers)
+            for e in batch.events:
+                if not e.user_id:
+                    continue
+                props = e.properties_json.decode() or "{}"
+                events.append((batch.tenant, e.event_id, e.user_id, e.event, e.timestamp_us, props))
+                if e.event == EXPOSURE_EVENT:
+                    exposure = _exposure(batch.tenant, e)
+                    if exposure is not None:
+                        exposures.append(exposure)
+        if events:
+            await conn.executemany(
+                "INSERT INTO user_events (tenant, event_id, user_id, event, ts_us, properties)"
+                " VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT DO NOTHING",
+                events,
+            )
+        if exposures:
+            await conn.executemany(
+                "INSERT INTO exposures (tenant, event_id, experiment, variant, user_id, ts_us)"
+                " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                exposures,
+            )
+
+    async def reset(self, conn: Connection) -> None:
+        """Empty the read model, for a replay of the EVENTS stream."""
+        await conn.execute("TRUNCATE exposures, user_events")
+
+
+def _exposure(tenant: str, e: log_pb2.StoredEvent) -> tuple[str, str, str, str, str, int] | None:
+    try:
+        props = orjson.loads(e.properties_json or b"{}")
+    except orjson.JSONDecodeError:
+        return None
+    experiment, variant = props.get("experiment"), props.get("variant")
+    if not isinstance(experiment, str) or not isinstance(variant, str):
+        return None  # data quality counts it as missing fields; not an exposure here
+    return (tenant, e.event_id, experiment, variant, e.user_id, e.timestamp_us)
