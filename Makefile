@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 PYTEST := $(UV) run --frozen pytest
-SERVICES := ingest metrics
+SERVICES := ingest metrics experiments
 IMAGE_TAG ?= dev
 
 .PHONY: help setup run test test-unit test-integration test-e2e faults lint fmt protos protos-check bench bench-quick dataset images k8s-validate clean

@@ -8,7 +8,8 @@
    deploy/k8s/schemas/.
 3. Policy: every Deployment and StatefulSet has probes, requests and limits and a
    restricted security context; Northstar's own Deployments use native gRPC probes and
-   roll with maxUnavailable 0; production inlines no Secret; the metrics projector's
+   roll with maxUnavailable 0, and those with a schema (metrics, experiments) migrate in
+   an init container; production inlines no Secret; the metrics projector's
    partition ranges cover every partition exactly once; every Secret and ConfigMap a
    pod reads exists or is a documented, operator-created Secret.
 4. The Grafana dashboard and the Prometheus rules: structure, every PromQL expression
@@ -44,7 +45,7 @@ K8S = ROOT / "deploy" / "k8s"
 SCHEMAS = K8S / "schemas"
 DASHBOARDS = K8S / "components" / "monitoring" / "dashboards"
 DOCKERFILES = sorted((ROOT / "deploy" / "docker").glob("*.Dockerfile"))
-SERVICES = ("ingest", "metrics")
+SERVICES = ("ingest", "metrics", "experiments")
 KUBERNETES_VERSION = "1.32.0"
 
 # The series the services export (scraped and checked by tests/ops/test_metrics_endpoint.py).
@@ -72,8 +73,10 @@ EXTERNAL_SECRETS = {
     "base": {"northstar-api-keys", "northstar-database"},
     "prod": {"northstar-api-keys", "northstar-pg-app"},
 }
-NORTHSTAR_DEPLOYMENTS = re.compile(r"^(ingest|metrics)(-p\d+-\d+)?$")
+NORTHSTAR_DEPLOYMENTS = re.compile(r"^(ingest|metrics|experiments)(-p\d+-\d+)?$")
 NORTHSTAR_PARTITIONS_KEY = "NORTHSTAR_PARTITIONS"
+# The services with a PostgreSQL schema: their pods migrate before serving.
+MIGRATING_SERVICES = ("metrics", "experiments")
 
 
 @dataclass
@@ -238,10 +241,11 @@ def _check_northstar_deployment(
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             if "grpc" not in c.get(probe, {}):
                 report.fail(label, f"{c['name']}: {probe} must be a native gRPC probe")
-    if obj["metadata"]["name"].startswith("metrics") and not any(
+    name = obj["metadata"]["name"]
+    if name.startswith(MIGRATING_SERVICES) and not any(
         "migrate" in c.get("args", []) for c in pod.get("initContainers", [])
     ):
-        report.fail(label, "metrics must run its migrations (init container `migrate`)")
+        report.fail(label, f"{name} must run its migrations (init container `migrate`)")
 
 
 def _check_references(where: str, objects: list[dict[str, Any]], report: Report) -> None:

@@ -67,7 +67,7 @@ async def test_events_become_active_users(suite: Suite) -> None:
         assert day.stickiness == pytest.approx(2 / 3)
         return True
 
-    await assert_eventually(counted)
+    await assert_eventually(counted, timeout=30)
 
 
 async def test_duplicates_and_redelivery_change_nothing(suite: Suite) -> None:
@@ -90,7 +90,7 @@ async def test_duplicates_and_redelivery_change_nothing(suite: Suite) -> None:
         assert answer.days[0].dau == 3
         return True
 
-    await assert_eventually(counted)
+    await assert_eventually(counted, timeout=30)
 
 
 async def test_late_event_changes_the_past(suite: Suite) -> None:
@@ -114,7 +114,7 @@ async def test_late_event_changes_the_past(suite: Suite) -> None:
         assert by_date[TODAY.date().isoformat()].wau == 1
         return True
 
-    await assert_eventually(counted)
+    await assert_eventually(counted, timeout=30)
 
 
 async def test_read_key_cannot_ingest_and_ingest_key_cannot_read(suite: Suite) -> None:

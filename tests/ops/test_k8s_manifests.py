@@ -33,6 +33,7 @@ def test_dev_runs_one_of_everything(rendered: dict[str, list[dict[str, Any]]]) -
     assert _one(dev, "StatefulSet", "postgresql")["spec"]["replicas"] == 1
     assert _one(dev, "Deployment", "ingest")["spec"]["replicas"] == 1
     assert _one(dev, "Deployment", "metrics")["spec"]["replicas"] == 1
+    assert _one(dev, "Deployment", "experiments")["spec"]["replicas"] == 1
     assert all(o["metadata"].get("namespace", "northstar-dev") == "northstar-dev" for o in dev)
 
 
@@ -58,6 +59,14 @@ def test_prod_is_replicated_and_references_its_secrets(
         assert _one(prod, "HorizontalPodAutoscaler", name)["spec"]["scaleTargetRef"]["name"] == name
     assert ranges == {"metrics-p0-7": "0-7", "metrics-p8-15": "8-15"}
     assert not [o for o in prod if o["kind"] == "Deployment" and o["metadata"]["name"] == "metrics"]
+    experiments = _one(prod, "Deployment", "experiments")
+    assert experiments["spec"]["replicas"] == 3
+    pod = experiments["spec"]["template"]["spec"]
+    assert [c["args"] for c in pod["initContainers"]] == [["migrate"]]
+    for container in (*pod["initContainers"], *pod["containers"]):
+        env = {e["name"]: e for e in container["env"]}
+        assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "northstar-pg-app"
+    assert _one(prod, "ConfigMap", "experiments")["data"]["NORTHSTAR_STREAM_REPLICAS"] == "3"
     kinds = {o["kind"] for o in prod}
     assert {"ServiceMonitor", "PrometheusRule", "NetworkPolicy", "PodDisruptionBudget"} <= kinds
 

@@ -22,6 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from northstar.experiments.v1 import experiments_pb2, experiments_pb2_grpc
 from northstar.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from northstar_harness.eventually import assert_eventually
 from northstar_harness.servers import free_port
@@ -85,7 +86,7 @@ async def _start(name: str, env: dict[str, str]) -> Service:
 async def services(
     nats_url: str, database_url: str, namespace: str
 ) -> AsyncIterator[dict[str, Service]]:
-    """ingest and metrics as processes, stopped with SIGTERM after the test."""
+    """ingest, metrics and experiments as processes, stopped with SIGTERM after the test."""
     env = {
         **os.environ,
         "NATS_URL": nats_url,
@@ -98,7 +99,7 @@ async def services(
     }
     started: dict[str, Service] = {}
     try:
-        for name in ("ingest", "metrics"):
+        for name in ("ingest", "metrics", "experiments"):
             started[name] = await _start(name, env)
         yield started
     finally:
@@ -126,10 +127,14 @@ def _labelled(samples: list[Sample], name: str, **labels: str) -> list[Sample]:
     ]
 
 
-async def test_both_endpoints_export_the_suites_metrics(
+async def test_every_endpoint_exports_the_suites_metrics(
     services: dict[str, Service], nats_url: str, namespace: str, k8s_validate: ModuleType
 ) -> None:
-    ingest, metrics = services["ingest"], services["metrics"]
+    ingest, metrics, experiments = (
+        services["ingest"],
+        services["metrics"],
+        services["experiments"],
+    )
     track = "/northstar.ingest.v1.IngestService/Track"
     async with grpc.aio.insecure_channel(f"127.0.0.1:{ingest.grpc_port}") as channel:
         stub = ingest_pb2_grpc.IngestServiceStub(channel)
@@ -147,6 +152,11 @@ async def test_both_endpoints_export_the_suites_metrics(
         with pytest.raises(grpc.aio.AioRpcError) as denied:
             await stub.Track(ingest_pb2.TrackRequest(events=[_event("m4")]), timeout=10)
         assert denied.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    list_experiments = "/northstar.experiments.v1.ExperimentsService/ListExperiments"
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{experiments.grpc_port}") as channel:
+        await experiments_pb2_grpc.ExperimentsServiceStub(channel).ListExperiments(
+            experiments_pb2.ListExperimentsRequest(), metadata=auth, timeout=10
+        )
 
     # A poison entry in the log: the projector parks it and counts a dead letter.
     topology = Topology(namespace)
@@ -202,9 +212,34 @@ async def test_both_endpoints_export_the_suites_metrics(
 
     await assert_eventually(metrics_exports_projector_health, timeout=30)
 
+    def experiments_exports_red_and_projector_health() -> bool:
+        families = experiments.scrape()
+        requests = families.get("northstar_rpc_requests", [])
+        assert _labelled(
+            requests, "northstar_rpc_requests_total", method=list_experiments, code="OK"
+        )
+        projections = {
+            s.labels["projection"] for s in families.get("northstar_projector_position", [])
+        }
+        assert projections == {"experiments", "experiment_events"}
+        for gauge in ("northstar_projector_lag", "northstar_projector_lag_seconds"):
+            assert {s.labels["projection"] for s in families[gauge]} == projections
+        applied = families.get("northstar_projector_entries_applied", [])
+        assert _labelled(
+            applied, "northstar_projector_entries_applied_total", projection="experiment_events"
+        )
+        parked = families.get("northstar_projector_dead_letters", [])
+        dead = _labelled(
+            parked, "northstar_projector_dead_letters_total", projection="experiment_events"
+        )
+        assert sum(s.value for s in dead) == 1
+        return True
+
+    await assert_eventually(experiments_exports_red_and_projector_health, timeout=30)
+
     # Every series the dashboards and alert rules name is one these endpoints export.
     exported: set[str] = set()
-    for service in (ingest, metrics):
+    for service in (ingest, metrics, experiments):
         exported |= {s.name for samples in service.scrape().values() for s in samples}
     referenced = k8s_validate.referenced_metrics(
         k8s_validate.render(k8s_validate.K8S / "overlays" / "prod")

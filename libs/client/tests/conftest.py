@@ -1,4 +1,4 @@
-"""Ingest and metrics running for real, on a loop of their own, for sync and async tests."""
+"""The services running for real, on a loop of their own, for sync and async tests."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ import pytest
 from northstar.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from northstar.metrics.v1 import trend_pb2
 from northstar_client import ClientConfig, MetricsClient, RetryPolicy
+from northstar_experiments.bootstrap import build_host as build_experiments
+from northstar_experiments.settings import ExperimentsSettings
 from northstar_harness.eventually import assert_eventually
 from northstar_harness.isolation import drop_namespace, new_namespace
 from northstar_ingest.bootstrap import build_host as build_ingest
@@ -55,11 +57,13 @@ class Suite:
     namespace: str
     loop: LoopThread
     hosts: list[Any] = field(default_factory=list)
+    experiments_address: str = ""
 
     def config(self, **changes: Any) -> ClientConfig:
         return ClientConfig(
             ingest_endpoint=changes.pop("ingest_endpoint", self.ingest_address),
             metrics_endpoint=self.metrics_address,
+            experiments_endpoint=self.experiments_address,
             api_key=KEY,
             **changes,
         )
@@ -69,6 +73,7 @@ class Suite:
         return {
             "NORTHSTAR_INGEST_ENDPOINT": self.ingest_address,
             "NORTHSTAR_METRICS_ENDPOINT": self.metrics_address,
+            "NORTHSTAR_EXPERIMENTS_ENDPOINT": self.experiments_address,
             "NORTHSTAR_API_KEY": KEY,
             "NORTHSTAR_CONFIG": "",
             "NORTHSTAR_PROFILE": "",
@@ -102,14 +107,19 @@ def _start(nats_url: str, database_url: str, namespace: str, loop: LoopThread) -
         metrics = build_metrics(
             MetricsSettings(**common, projector_batch_size=2000), configure_process=False
         )
+        experiments = build_experiments(
+            ExperimentsSettings(**common, projector_batch_size=2000), configure_process=False
+        )
         ingest_port = await ingest.start()
         metrics_port = await metrics.start()
+        experiments_port = await experiments.start()
         return Suite(
             f"127.0.0.1:{ingest_port}",
             f"127.0.0.1:{metrics_port}",
             namespace,
             loop,
-            [metrics, ingest],
+            [experiments, metrics, ingest],
+            f"127.0.0.1:{experiments_port}",
         )
 
     return loop.run(start())
@@ -117,7 +127,7 @@ def _start(nats_url: str, database_url: str, namespace: str, loop: LoopThread) -
 
 @pytest.fixture(scope="module")
 def suite(nats_url: str, database_url: str) -> Iterator[Suite]:
-    """Ingest and metrics on a namespace of their own, for the tests of one module."""
+    """Ingest, metrics and experiments on a namespace of their own, for one module's tests."""
     namespace = new_namespace()
     loop = LoopThread()
     running = _start(nats_url, database_url, namespace, loop)

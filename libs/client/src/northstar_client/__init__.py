@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from northstar_client.clients import (
+    AsyncExperimentsClient,
     AsyncIngestClient,
     AsyncMetricsClient,
+    ExperimentsClient,
     IngestClient,
     MetricsClient,
 )
@@ -14,11 +16,13 @@ from northstar_client.events import Event, new_event_id
 from northstar_client.tracker import Tracker, TrackerStats
 
 __all__ = [
+    "AsyncExperimentsClient",
     "AsyncIngestClient",
     "AsyncMetricsClient",
     "ClientConfig",
     "ConfigError",
     "Event",
+    "ExperimentsClient",
     "FieldViolation",
     "IngestClient",
     "MetricsClient",

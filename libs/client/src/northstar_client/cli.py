@@ -8,12 +8,15 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, TypeVar
 
+import grpc
 import typer
 from google.protobuf import struct_pb2
 from google.protobuf.message import Message
@@ -31,6 +34,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from northstar.experiments.v1 import experiments_pb2 as xp
 from northstar.ingest.v1 import ingest_pb2
 from northstar.metrics.v1 import (
     activation_pb2,
@@ -44,21 +48,22 @@ from northstar.metrics.v1 import (
     series_pb2,
     trend_pb2,
 )
-from northstar_client.clients import IngestClient, MetricsClient
+from northstar_client.clients import ExperimentsClient, IngestClient, MetricsClient
 from northstar_client.config import ClientConfig, ConfigError
 from northstar_client.demo import DemoShape, generate_demo, load_demo
 from northstar_client.errors import NorthstarClientError, RpcError
 from northstar_client.events import Event
 from northstar_client.importer import FileFormat, ImportSummary, run_import
 from northstar_client.render import as_json, print_answer, print_plain
+from northstar_client.retry import backoff_delay
 
 __all__ = ["app"]
 
 app = typer.Typer(
     name="northstar",
     help=(
-        "Northstar from the command line: send events, import files, load a demo data set"
-        " and query every metric.\n\n"
+        "Northstar from the command line: send events, import files, load a demo data set,"
+        " query every metric and run experiments.\n\n"
         "Examples:\n\n"
         "  northstar demo\n\n"
         "  northstar kpis\n\n"
@@ -71,6 +76,19 @@ app = typer.Typer(
 )
 kpi_config_app = typer.Typer(help="Show or change the KPI targets, weights and thresholds.")
 app.add_typer(kpi_config_app, name="kpi-config")
+experiments_app = typer.Typer(
+    help=(
+        "Define, start, stop and conclude experiments; assign users; read the results.\n\n"
+        "Examples:\n\n"
+        "  northstar experiments create checkout-button --variant control:0.5"
+        " --variant green:0.5 --goal order.completed\n\n"
+        "  northstar experiments start checkout-button\n\n"
+        "  northstar experiments assign checkout-button u-1 --log-exposure\n\n"
+        "  northstar experiments results checkout-button --json"
+    ),
+    no_args_is_help=True,
+)
+app.add_typer(experiments_app, name="experiments")
 
 out = Console(soft_wrap=False)
 err = Console(stderr=True)
@@ -100,7 +118,7 @@ def main(
     ctx: typer.Context,
     endpoint: Annotated[
         str | None,
-        typer.Option(help="HOST:PORT serving both services (a gateway). [env: NORTHSTAR_ENDPOINT]"),
+        typer.Option(help="HOST:PORT serving every service (a gateway). [env: NORTHSTAR_ENDPOINT]"),
     ] = None,
     ingest_endpoint: Annotated[
         str | None,
@@ -112,6 +130,13 @@ def main(
         str | None,
         typer.Option(
             help="Metrics HOST:PORT (default 127.0.0.1:50052). [env: NORTHSTAR_METRICS_ENDPOINT]"
+        ),
+    ] = None,
+    experiments_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            help="Experiments HOST:PORT (default 127.0.0.1:50053)."
+            " [env: NORTHSTAR_EXPERIMENTS_ENDPOINT]"
         ),
     ] = None,
     api_key: Annotated[
@@ -162,10 +187,13 @@ def main(
     try:
         config = ClientConfig.from_env(profile=profile, config_file=config_file)
         if endpoint:
-            config = config.with_overrides(ingest_endpoint=endpoint, metrics_endpoint=endpoint)
+            config = config.with_overrides(
+                ingest_endpoint=endpoint, metrics_endpoint=endpoint, experiments_endpoint=endpoint
+            )
         config = config.with_overrides(
             ingest_endpoint=ingest_endpoint,
             metrics_endpoint=metrics_endpoint,
+            experiments_endpoint=experiments_endpoint,
             api_key=api_key,
             tls=tls if tls is not None else (True if ca_file else None),
             ca_file=ca_file,
@@ -1072,6 +1100,390 @@ def data_quality(
     start, end = _range(from_date, to_date)
     request = quality_pb2.DataQualityRequest(from_date=start, to_date=end)
     _query(ctx, "data_quality", request, json_output)
+
+
+# ----------------------------------------------------------------------- experiments
+
+R = TypeVar("R")
+
+
+class ExperimentStatusName(StrEnum):
+    """Statuses `experiments list --status` filters on."""
+
+    draft = "draft"
+    running = "running"
+    stopped = "stopped"
+    concluded = "concluded"
+    archived = "archived"
+
+
+_STATUSES = {
+    ExperimentStatusName.draft: xp.EXPERIMENT_STATUS_DRAFT,
+    ExperimentStatusName.running: xp.EXPERIMENT_STATUS_RUNNING,
+    ExperimentStatusName.stopped: xp.EXPERIMENT_STATUS_STOPPED,
+    ExperimentStatusName.concluded: xp.EXPERIMENT_STATUS_CONCLUDED,
+    ExperimentStatusName.archived: xp.EXPERIMENT_STATUS_ARCHIVED,
+}
+KeyArg = Annotated[str, typer.Argument(help="The experiment key.")]
+VersionOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--expected-version",
+        help="The version the change is made against (default: the current one).",
+    ),
+]
+
+
+def _experiments_call(ctx: typer.Context, call: Callable[[ExperimentsClient], R]) -> R:
+    try:
+        with ExperimentsClient(_config(ctx)) as client:
+            return call(client)
+    except (RpcError, ConfigError) as e:
+        _fail(str(e))
+
+
+def _versioned(
+    ctx: typer.Context,
+    key: str,
+    expected_version: int | None,
+    send: Callable[[ExperimentsClient, int], R],
+) -> R:
+    """Send a change against `expected_version`, or against the current version.
+
+    The current version comes from the read model, which may lag a change made a moment
+    ago (NOT_FOUND just after a create, ABORTED just after another change): then it is read
+    again, with backoff, within the deadline. A stale version never applies a change.
+    """
+    config = _config(ctx)
+
+    def call(client: ExperimentsClient) -> R:
+        if expected_version is not None:
+            return send(client, expected_version)
+        deadline = time.monotonic() + config.timeout
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                version = client.get_experiment(key).experiment.version
+                return send(client, version)
+            except RpcError as e:
+                lagging = e.code in {grpc.StatusCode.NOT_FOUND, grpc.StatusCode.ABORTED}
+                delay = backoff_delay(config.retry, attempt, None)
+                if not lagging or time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
+
+    return _experiments_call(ctx, call)
+
+
+def _variant(text: str) -> xp.Variant:
+    """`KEY:WEIGHT` or `KEY:WEIGHT:Display name`."""
+    key, _, rest = text.partition(":")
+    weight, _, name = rest.partition(":")
+    try:
+        share = float(weight)
+    except ValueError:
+        _fail(f"--variant takes KEY:WEIGHT[:NAME], e.g. control:0.5; got {text!r}", 2)
+    return xp.Variant(key=key, name=name or key, weight=share)
+
+
+def _metric(spec: str, window_seconds: int, inverse: set[str]) -> xp.Metric:
+    """`[NAME=]EVENT[:FILTER,…]` (binomial) or `[NAME=]sum(PROPERTY)@EVENT[:FILTER,…]`."""
+    name, sep, body = spec.partition("=")
+    if not sep or ":" in name or "(" in name:
+        name, body = "", spec
+    target, _, conditions = body.partition(":")
+    prop = ""
+    if target.startswith("sum(") and ")@" in target:
+        prop, _, event = target[len("sum(") :].partition(")@")
+    else:
+        event = target
+    if not event:
+        _fail(
+            f"cannot read the metric {spec!r};"
+            " e.g. order.completed or revenue=sum(amount)@order.completed",
+            2,
+        )
+    filters = []
+    for f in _filters([c for c in conditions.split(",") if c]):
+        op = xp.FilterOperator.Value(filters_pb2.FilterOperator.Name(f.operator))
+        filters.append(xp.PropertyFilter(property=f.property, operator=op, values=f.values))
+    metric_name = name or (f"{event} {prop}" if prop else event)
+    return xp.Metric(
+        name=metric_name,
+        kind=xp.METRIC_KIND_CONTINUOUS if prop else xp.METRIC_KIND_BINOMIAL,
+        event=event,
+        filters=filters,
+        property=prop,
+        window_seconds=window_seconds,
+        inverse=metric_name in inverse,
+    )
+
+
+@experiments_app.command("list")
+def experiments_list(
+    ctx: typer.Context,
+    status: Annotated[
+        ExperimentStatusName | None, typer.Option(help="Only experiments of this status.")
+    ] = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """The tenant's experiments, by key.
+
+    Examples:
+
+        northstar experiments list
+
+        northstar experiments list --status running --json
+    """
+    wanted = _STATUSES[status] if status else xp.EXPERIMENT_STATUS_UNSPECIFIED
+    answer = _experiments_call(ctx, lambda c: c.list_experiments(wanted))
+    print_answer(out, answer, json_output=json_output)
+
+
+@experiments_app.command("show")
+def experiments_show(ctx: typer.Context, key: KeyArg, json_output: JsonOpt = False) -> None:
+    """One experiment: definition, status, version and change history.
+
+    Examples:
+
+        northstar experiments show checkout-button
+
+        northstar experiments show checkout-button --json
+    """
+    answer = _experiments_call(ctx, lambda c: c.get_experiment(key))
+    print_answer(out, answer, json_output=json_output)
+
+
+@experiments_app.command("create")
+def experiments_create(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(help="The experiment key: letters, digits, _ and -.")],
+    variant: Annotated[
+        list[str],
+        typer.Option(
+            help="KEY:WEIGHT[:NAME], 2 to 10 times; the first is the control; weights sum to 1."
+        ),
+    ],
+    name: Annotated[str, typer.Option(help="Display name (default: the key).")] = "",
+    hypothesis: Annotated[str, typer.Option(help="What the experiment should show.")] = "",
+    coverage: Annotated[float, typer.Option(help="Share of users who enter, 0-1.")] = 1.0,
+    seed: Annotated[str, typer.Option(help="Hash seed (default: the key).")] = "",
+    goal: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Goal metric: [NAME=]EVENT[:FILTER,…] (converted users) or"
+            " [NAME=]sum(PROPERTY)@EVENT (per-user sum); repeatable."
+        ),
+    ] = None,
+    guardrail: Annotated[
+        list[str] | None, typer.Option(help="Guardrail metric, as --goal; repeatable.")
+    ] = None,
+    lower_is_better: Annotated[
+        list[str] | None,
+        typer.Option(help="A metric NAME for which lower is better (e.g. errors); repeatable."),
+    ] = None,
+    window: Annotated[
+        str | None,
+        typer.Option(help="Metric window after the first exposure: 30m, 12h, 7d (default: none)."),
+    ] = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Define an experiment as a draft (needs an admin key); `start` it to assign users.
+
+    Examples:
+
+        northstar experiments create btn --variant control:0.5 --variant green:0.5 --goal purchase=order.completed
+
+        northstar experiments create onboarding --variant a:0.5 --variant b:0.5 --coverage 0.2 --goal 'activated=workflow.run:status=success' --goal 'mrr=sum(mrr)@subscription.started' --guardrail errors=app.error --lower-is-better errors --window 7d
+    """  # noqa: E501 - examples are kept whole, to copy
+    seconds = _duration(window) if window else 0
+    inverse = set(lower_is_better or [])
+    definition = xp.ExperimentDefinition(
+        name=name or key,
+        hypothesis=hypothesis,
+        variants=[_variant(v) for v in variant],
+        coverage=coverage,
+        seed=seed,
+        goal_metrics=[_metric(m, seconds, inverse) for m in goal or []],
+        guardrail_metrics=[_metric(m, seconds, inverse) for m in guardrail or []],
+    )
+    request = xp.CreateExperimentRequest(key=key, definition=definition)
+    answer = _experiments_call(ctx, lambda c: c.create_experiment(request))
+    print_answer(out, answer, json_output=json_output)
+
+
+@experiments_app.command("start")
+def experiments_start(
+    ctx: typer.Context,
+    key: KeyArg,
+    expected_version: VersionOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Start a draft: from now on users are assigned (needs an admin key).
+
+    Examples:
+
+        northstar experiments start checkout-button
+
+        northstar experiments start checkout-button --expected-version 42
+    """
+    answer = _versioned(
+        ctx,
+        key,
+        expected_version,
+        lambda c, v: c.start_experiment(xp.StartExperimentRequest(key=key, expected_version=v)),
+    )
+    print_answer(out, answer, json_output=json_output)
+
+
+@experiments_app.command("stop")
+def experiments_stop(
+    ctx: typer.Context,
+    key: KeyArg,
+    expected_version: VersionOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Stop a running experiment: nobody is assigned any more (needs an admin key).
+
+    Examples:
+
+        northstar experiments stop checkout-button
+    """
+    answer = _versioned(
+        ctx,
+        key,
+        expected_version,
+        lambda c, v: c.stop_experiment(xp.StopExperimentRequest(key=key, expected_version=v)),
+    )
+    print_answer(out, answer, json_output=json_output)
+
+
+@experiments_app.command("conclude")
+def experiments_conclude(
+    ctx: typer.Context,
+    key: KeyArg,
+    winner: Annotated[str, typer.Option(help="The winning variant's key.")],
+    reason: Annotated[str, typer.Option(help="Why that variant won.")] = "",
+    expected_version: VersionOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Record the winner of a stopped experiment (needs an admin key).
+
+    Examples:
+
+        northstar experiments conclude checkout-button --winner green --reason "+12% purchases"
+    """
+    answer = _versioned(
+        ctx,
+        key,
+        expected_version,
+        lambda c, v: c.conclude_experiment(
+            xp.ConcludeExperimentRequest(key=key, expected_version=v, winner=winner, reason=reason)
+        ),
+    )
+    print_answer(out, answer, json_output=json_output)
+
+
+@experiments_app.command("archive")
+def experiments_archive(
+    ctx: typer.Context,
+    key: KeyArg,
+    expected_version: VersionOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Archive an experiment that is not running (needs an admin key).
+
+    Examples:
+
+        northstar experiments archive checkout-button
+    """
+    answer = _versioned(
+        ctx,
+        key,
+        expected_version,
+        lambda c, v: c.archive_experiment(xp.ArchiveExperimentRequest(key=key, expected_version=v)),
+    )
+    print_answer(out, answer, json_output=json_output)
+
+
+@experiments_app.command("assign")
+def experiments_assign(
+    ctx: typer.Context,
+    key: KeyArg,
+    user: Annotated[str, typer.Argument(help="The user_id to assign.")],
+    log_exposure: Annotated[
+        bool,
+        typer.Option(help="Append an experiment.exposure event when the user is in a variant."),
+    ] = False,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(help="The exposure is stored once per key (default: once per user)."),
+    ] = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """A user's variant: the same user always gets the same answer (needs an ingest key).
+
+    Examples:
+
+        northstar experiments assign checkout-button u-1
+
+        northstar experiments assign checkout-button u-1 --log-exposure --json
+    """
+    answer = _experiments_call(
+        ctx,
+        lambda c: c.assign(key, user, log_exposure=log_exposure, idempotency_key=idempotency_key),
+    )
+    print_answer(out, answer, json_output=json_output)
+
+
+@experiments_app.command("results")
+def experiments_results(
+    ctx: typer.Context,
+    key: KeyArg,
+    bayesian: Annotated[
+        bool, typer.Option(help="Bayesian engine: chance to win and risk (default frequentist).")
+    ] = False,
+    cuped: Annotated[
+        bool, typer.Option(help="CUPED adjustment on the 14 days before the first exposure.")
+    ] = False,
+    sequential: Annotated[
+        bool, typer.Option(help="Sequential testing (frequentist only): peeking-safe intervals.")
+    ] = False,
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="Analysis end, ISO 8601 (default: now or the stop time)."),
+    ] = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """The analysis: per-variant numbers, lift and intervals, sample ratio check, decision.
+
+    Examples:
+
+        northstar experiments results checkout-button
+
+        northstar experiments results checkout-button --cuped --sequential
+
+        northstar experiments results checkout-button --bayesian --json
+    """
+    if bayesian and sequential:
+        _fail("--sequential applies to the frequentist engine only", 2)
+    request = xp.GetResultsRequest(
+        experiment_key=key,
+        engine=xp.STATS_ENGINE_BAYESIAN if bayesian else xp.STATS_ENGINE_FREQUENTIST,
+        cuped=cuped,
+        sequential=sequential,
+    )
+    if as_of:
+        try:
+            when = datetime.fromisoformat(as_of.replace("Z", "+00:00"))
+        except ValueError:
+            _fail(f"--as-of must be ISO 8601, got {as_of!r}", 2)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        request.as_of_us = int(when.timestamp() * 1_000_000)
+    answer = _experiments_call(ctx, lambda c: c.get_results(request))
+    print_answer(out, answer, json_output=json_output)
 
 
 if __name__ == "__main__":  # pragma: no cover

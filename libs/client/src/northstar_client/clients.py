@@ -1,4 +1,4 @@
-"""Typed sync and async clients for ingest and metrics: auth, TLS, deadlines, retries."""
+"""Sync and async clients of ingest, metrics and experiments: auth, TLS, deadlines, retries."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf import timestamp_pb2
 
+from northstar.experiments.v1 import experiments_pb2, experiments_pb2_grpc
 from northstar.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from northstar.metrics.v1 import (
     activation_pb2,
@@ -26,15 +27,19 @@ from northstar_client.events import Event, new_event_id
 from northstar_client.retry import call_async, call_sync
 
 __all__ = [
+    "MAX_ASSIGN_BATCH",
     "MAX_TRACK_EVENTS",
+    "AsyncExperimentsClient",
     "AsyncIngestClient",
     "AsyncMetricsClient",
+    "ExperimentsClient",
     "IngestClient",
     "MetricsClient",
     "prepare_track_request",
 ]
 
 MAX_TRACK_EVENTS = 1_000
+MAX_ASSIGN_BATCH = 1_000
 _USER_AGENT = "northstar-client/0.1.0"
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -417,3 +422,226 @@ class AsyncMetricsClient(_AsyncBase):
     ) -> quality_pb2.DataQualityResponse:
         """Data-quality counts and score."""
         return await self._call("DataQuality", self._stub.DataQuality, request, timeout)
+
+
+# ----------------------------------------------------------------------------- experiments
+#
+# Every experiments RPC is retried on the transient codes, and none of them can apply twice:
+# a change states the version it was made against, so a retry of a change that was applied
+# (its answer lost) fails ABORTED instead of applying again, and a retried create fails
+# ALREADY_EXISTS; ABORTED and ALREADY_EXISTS are never retried. An exposure logged by Assign
+# gets an event id derived from (experiment, user, idempotency key), fixed before the first
+# attempt, so a retry stores it once.
+
+
+def _experiment_key(key: str) -> experiments_pb2.GetExperimentRequest:
+    return experiments_pb2.GetExperimentRequest(key=key)
+
+
+def _assign_request(
+    experiment_key: str, user_id: str, log_exposure: bool, idempotency_key: str | None
+) -> experiments_pb2.AssignRequest:
+    return experiments_pb2.AssignRequest(
+        experiment_key=experiment_key,
+        user_id=user_id,
+        log_exposure=log_exposure,
+        idempotency_key=idempotency_key or "",
+    )
+
+
+def _check_batch(request: experiments_pb2.AssignBatchRequest) -> None:
+    if len(request.queries) > MAX_ASSIGN_BATCH:
+        raise ValueError(
+            f"an AssignBatch request carries at most {MAX_ASSIGN_BATCH} queries,"
+            f" got {len(request.queries)}"
+        )
+
+
+class ExperimentsClient(_SyncBase):
+    """Blocking client of ExperimentsService: one method per RPC."""
+
+    def __init__(self, config: ClientConfig | None = None) -> None:
+        config = config or ClientConfig.from_env()
+        super().__init__(config, config.experiments_endpoint)
+        self._stub = experiments_pb2_grpc.ExperimentsServiceStub(self._channel)
+
+    def create_experiment(
+        self, request: experiments_pb2.CreateExperimentRequest, *, timeout: float | None = None
+    ) -> experiments_pb2.CreateExperimentResponse:
+        """Define a draft; ALREADY_EXISTS when the key is taken (also for a retried create)."""
+        return self._call("CreateExperiment", self._stub.CreateExperiment, request, timeout)
+
+    def update_experiment(
+        self, request: experiments_pb2.UpdateExperimentRequest, *, timeout: float | None = None
+    ) -> experiments_pb2.UpdateExperimentResponse:
+        """Replace the definition; ABORTED on a stale expected_version (never retried)."""
+        return self._call("UpdateExperiment", self._stub.UpdateExperiment, request, timeout)
+
+    def start_experiment(
+        self, request: experiments_pb2.StartExperimentRequest, *, timeout: float | None = None
+    ) -> experiments_pb2.StartExperimentResponse:
+        """Move a draft to RUNNING; ABORTED on a stale expected_version."""
+        return self._call("StartExperiment", self._stub.StartExperiment, request, timeout)
+
+    def stop_experiment(
+        self, request: experiments_pb2.StopExperimentRequest, *, timeout: float | None = None
+    ) -> experiments_pb2.StopExperimentResponse:
+        """Move a running experiment to STOPPED; ABORTED on a stale expected_version."""
+        return self._call("StopExperiment", self._stub.StopExperiment, request, timeout)
+
+    def conclude_experiment(
+        self, request: experiments_pb2.ConcludeExperimentRequest, *, timeout: float | None = None
+    ) -> experiments_pb2.ConcludeExperimentResponse:
+        """Record the winner of a stopped experiment; ABORTED on a stale expected_version."""
+        return self._call("ConcludeExperiment", self._stub.ConcludeExperiment, request, timeout)
+
+    def archive_experiment(
+        self, request: experiments_pb2.ArchiveExperimentRequest, *, timeout: float | None = None
+    ) -> experiments_pb2.ArchiveExperimentResponse:
+        """Archive an experiment that is not running; ABORTED on a stale expected_version."""
+        return self._call("ArchiveExperiment", self._stub.ArchiveExperiment, request, timeout)
+
+    def get_experiment(
+        self, key: str, *, timeout: float | None = None
+    ) -> experiments_pb2.GetExperimentResponse:
+        """One experiment with its history, from the read model (may lag a change briefly)."""
+        return self._call("GetExperiment", self._stub.GetExperiment, _experiment_key(key), timeout)
+
+    def list_experiments(
+        self,
+        status: experiments_pb2.ExperimentStatus.ValueType = (
+            experiments_pb2.EXPERIMENT_STATUS_UNSPECIFIED
+        ),
+        *,
+        timeout: float | None = None,
+    ) -> experiments_pb2.ListExperimentsResponse:
+        """The tenant's experiments, optionally of one status."""
+        request = experiments_pb2.ListExperimentsRequest(status=status)
+        return self._call("ListExperiments", self._stub.ListExperiments, request, timeout)
+
+    def assign(
+        self,
+        experiment_key: str,
+        user_id: str,
+        *,
+        log_exposure: bool = False,
+        idempotency_key: str | None = None,
+        timeout: float | None = None,
+    ) -> experiments_pb2.AssignResponse:
+        """One user's variant (deterministic); with log_exposure, the exposure stored once.
+
+        The exposure is stored once per idempotency key; without one, once per
+        (experiment, user). Either way a retry re-sends the same key and stores nothing new.
+        """
+        request = _assign_request(experiment_key, user_id, log_exposure, idempotency_key)
+        return self._call("Assign", self._stub.Assign, request, timeout)
+
+    def assign_batch(
+        self, request: experiments_pb2.AssignBatchRequest, *, timeout: float | None = None
+    ) -> experiments_pb2.AssignBatchResponse:
+        """Up to 1,000 assignments, in request order; unknown experiments: not in it."""
+        _check_batch(request)
+        return self._call("AssignBatch", self._stub.AssignBatch, request, timeout)
+
+    def get_results(
+        self, request: experiments_pb2.GetResultsRequest, *, timeout: float | None = None
+    ) -> experiments_pb2.GetResultsResponse:
+        """The analysis (frequentist or Bayesian, CUPED, sequential) at the projected position."""
+        return self._call("GetResults", self._stub.GetResults, request, timeout)
+
+
+class AsyncExperimentsClient(_AsyncBase):
+    """asyncio client of ExperimentsService: one coroutine per RPC."""
+
+    def __init__(self, config: ClientConfig | None = None) -> None:
+        config = config or ClientConfig.from_env()
+        super().__init__(config, config.experiments_endpoint)
+        self._stub = experiments_pb2_grpc.ExperimentsServiceStub(self._channel)
+
+    async def create_experiment(
+        self, request: experiments_pb2.CreateExperimentRequest, *, timeout: float | None = None
+    ) -> experiments_pb2.CreateExperimentResponse:
+        """Define a draft; ALREADY_EXISTS when the key is taken (also for a retried create)."""
+        return await self._call("CreateExperiment", self._stub.CreateExperiment, request, timeout)
+
+    async def update_experiment(
+        self, request: experiments_pb2.UpdateExperimentRequest, *, timeout: float | None = None
+    ) -> experiments_pb2.UpdateExperimentResponse:
+        """Replace the definition; ABORTED on a stale expected_version (never retried)."""
+        return await self._call("UpdateExperiment", self._stub.UpdateExperiment, request, timeout)
+
+    async def start_experiment(
+        self, request: experiments_pb2.StartExperimentRequest, *, timeout: float | None = None
+    ) -> experiments_pb2.StartExperimentResponse:
+        """Move a draft to RUNNING; ABORTED on a stale expected_version."""
+        return await self._call("StartExperiment", self._stub.StartExperiment, request, timeout)
+
+    async def stop_experiment(
+        self, request: experiments_pb2.StopExperimentRequest, *, timeout: float | None = None
+    ) -> experiments_pb2.StopExperimentResponse:
+        """Move a running experiment to STOPPED; ABORTED on a stale expected_version."""
+        return await self._call("StopExperiment", self._stub.StopExperiment, request, timeout)
+
+    async def conclude_experiment(
+        self, request: experiments_pb2.ConcludeExperimentRequest, *, timeout: float | None = None
+    ) -> experiments_pb2.ConcludeExperimentResponse:
+        """Record the winner of a stopped experiment; ABORTED on a stale expected_version."""
+        return await self._call(
+            "ConcludeExperiment", self._stub.ConcludeExperiment, request, timeout
+        )
+
+    async def archive_experiment(
+        self, request: experiments_pb2.ArchiveExperimentRequest, *, timeout: float | None = None
+    ) -> experiments_pb2.ArchiveExperimentResponse:
+        """Archive an experiment that is not running; ABORTED on a stale expected_version."""
+        return await self._call("ArchiveExperiment", self._stub.ArchiveExperiment, request, timeout)
+
+    async def get_experiment(
+        self, key: str, *, timeout: float | None = None
+    ) -> experiments_pb2.GetExperimentResponse:
+        """One experiment with its history, from the read model (may lag a change briefly)."""
+        return await self._call(
+            "GetExperiment", self._stub.GetExperiment, _experiment_key(key), timeout
+        )
+
+    async def list_experiments(
+        self,
+        status: experiments_pb2.ExperimentStatus.ValueType = (
+            experiments_pb2.EXPERIMENT_STATUS_UNSPECIFIED
+        ),
+        *,
+        timeout: float | None = None,
+    ) -> experiments_pb2.ListExperimentsResponse:
+        """The tenant's experiments, optionally of one status."""
+        request = experiments_pb2.ListExperimentsRequest(status=status)
+        return await self._call("ListExperiments", self._stub.ListExperiments, request, timeout)
+
+    async def assign(
+        self,
+        experiment_key: str,
+        user_id: str,
+        *,
+        log_exposure: bool = False,
+        idempotency_key: str | None = None,
+        timeout: float | None = None,
+    ) -> experiments_pb2.AssignResponse:
+        """One user's variant (deterministic); with log_exposure, the exposure stored once.
+
+        The exposure is stored once per idempotency key; without one, once per
+        (experiment, user). Either way a retry re-sends the same key and stores nothing new.
+        """
+        request = _assign_request(experiment_key, user_id, log_exposure, idempotency_key)
+        return await self._call("Assign", self._stub.Assign, request, timeout)
+
+    async def assign_batch(
+        self, request: experiments_pb2.AssignBatchRequest, *, timeout: float | None = None
+    ) -> experiments_pb2.AssignBatchResponse:
+        """Up to 1,000 assignments, in request order; unknown experiments: not in it."""
+        _check_batch(request)
+        return await self._call("AssignBatch", self._stub.AssignBatch, request, timeout)
+
+    async def get_results(
+        self, request: experiments_pb2.GetResultsRequest, *, timeout: float | None = None
+    ) -> experiments_pb2.GetResultsResponse:
+        """The analysis (frequentist or Bayesian, CUPED, sequential) at the projected position."""
+        return await self._call("GetResults", self._stub.GetResults, request, timeout)

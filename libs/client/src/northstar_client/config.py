@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "DEFAULT_EXPERIMENTS_ENDPOINT",
     "DEFAULT_INGEST_ENDPOINT",
     "DEFAULT_METRICS_ENDPOINT",
     "ClientConfig",
@@ -21,6 +22,7 @@ __all__ = [
 
 DEFAULT_INGEST_ENDPOINT = "127.0.0.1:50051"
 DEFAULT_METRICS_ENDPOINT = "127.0.0.1:50052"
+DEFAULT_EXPERIMENTS_ENDPOINT = "127.0.0.1:50053"
 DEMO_KEYS_PATH = Path(".northstar") / "demo-keys.json"
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -48,10 +50,11 @@ class RetryPolicy:
 
 @dataclass(frozen=True, slots=True)
 class ClientConfig:
-    """How to reach ingest and metrics: endpoints, key, TLS, deadlines and retries."""
+    """How to reach ingest, metrics and experiments: endpoints, key, TLS, deadlines and retries."""
 
     ingest_endpoint: str = DEFAULT_INGEST_ENDPOINT
     metrics_endpoint: str = DEFAULT_METRICS_ENDPOINT
+    experiments_endpoint: str = DEFAULT_EXPERIMENTS_ENDPOINT
     api_key: str | None = None
     tls: bool = False
     ca_file: Path | None = None
@@ -97,6 +100,7 @@ class ClientConfig:
             "endpoint": env.get("NORTHSTAR_ENDPOINT"),
             "ingest_endpoint": env.get("NORTHSTAR_INGEST_ENDPOINT"),
             "metrics_endpoint": env.get("NORTHSTAR_METRICS_ENDPOINT"),
+            "experiments_endpoint": env.get("NORTHSTAR_EXPERIMENTS_ENDPOINT"),
             "api_key": env.get("NORTHSTAR_API_KEY"),
             "tls": env.get("NORTHSTAR_TLS"),
             "ca_file": env.get("NORTHSTAR_CA_FILE"),
@@ -143,6 +147,7 @@ def _apply(config: ClientConfig, values: Mapping[str, Any], *, source: str) -> C
         "endpoint",
         "ingest_endpoint",
         "metrics_endpoint",
+        "experiments_endpoint",
         "api_key",
         "tls",
         "ca_file",
@@ -153,8 +158,9 @@ def _apply(config: ClientConfig, values: Mapping[str, Any], *, source: str) -> C
         raise ConfigError(f"{source}: unknown setting(s) {', '.join(unknown)}")
     changes: dict[str, Any] = {}
     if values.get("endpoint"):
-        changes["ingest_endpoint"] = changes["metrics_endpoint"] = str(values["endpoint"])
-    for name in ("ingest_endpoint", "metrics_endpoint", "api_key"):
+        for name in ("ingest_endpoint", "metrics_endpoint", "experiments_endpoint"):
+            changes[name] = str(values["endpoint"])
+    for name in ("ingest_endpoint", "metrics_endpoint", "experiments_endpoint", "api_key"):
         if values.get(name):
             changes[name] = str(values[name])
     if "tls" in values:

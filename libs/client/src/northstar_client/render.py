@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf import json_format
@@ -12,6 +13,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from northstar.experiments.v1 import experiments_pb2 as xp
 from northstar.metrics.v1 import (
     activation_pb2,
     funnel_pb2,
@@ -125,6 +127,16 @@ def render(message: Message) -> RenderableType:
         series_pb2.AnomaliesResponse: _anomalies,
         series_pb2.ForecastResponse: _forecast,
         quality_pb2.DataQualityResponse: _data_quality,
+        xp.ListExperimentsResponse: _experiments,
+        xp.GetExperimentResponse: _experiment_answer,
+        xp.CreateExperimentResponse: _experiment_answer,
+        xp.UpdateExperimentResponse: _experiment_answer,
+        xp.StartExperimentResponse: _experiment_answer,
+        xp.StopExperimentResponse: _experiment_answer,
+        xp.ConcludeExperimentResponse: _experiment_answer,
+        xp.ArchiveExperimentResponse: _experiment_answer,
+        xp.AssignResponse: _assignment,
+        xp.GetResultsResponse: _results,
     }
     renderer = renderers.get(type(message))
     if renderer is None:
@@ -476,6 +488,218 @@ def _data_quality(r: quality_pb2.DataQualityResponse) -> RenderableType:
             penalties.add_row(issue, _pct(p.share), f"{p.penalty:.2f}")
         parts.append(penalties)
     parts.append(_footer(r.log_position))
+    return Group(*parts)
+
+
+# ------------------------------------------------------------------------- experiments
+
+_EXPERIMENT_STYLE: dict[int, str] = {
+    xp.EXPERIMENT_STATUS_DRAFT: "cyan",
+    xp.EXPERIMENT_STATUS_RUNNING: "green",
+    xp.EXPERIMENT_STATUS_STOPPED: "yellow",
+    xp.EXPERIMENT_STATUS_CONCLUDED: "blue",
+    xp.EXPERIMENT_STATUS_ARCHIVED: "dim",
+}
+_DECISION_STYLE: dict[int, str] = {
+    xp.DECISION_KIND_SHIP: "green",
+    xp.DECISION_KIND_KEEP_RUNNING: "yellow",
+    xp.DECISION_KIND_STOP_GUARDRAIL: "red",
+}
+
+
+def _xenum(enum: Any, value: int, prefix: str) -> str:
+    name = enum.Name(value) if value in enum.values() else ""
+    return str(name).removeprefix(prefix).lower().replace("_", " ") or "–"
+
+
+def _status(value: int) -> Text:
+    label = _xenum(xp.ExperimentStatus, value, "EXPERIMENT_STATUS_")
+    return Text(label, style=_EXPERIMENT_STYLE.get(value, ""))
+
+
+def _when(us: int) -> str:
+    if not us:
+        return "–"
+    return datetime.fromtimestamp(us / 1e6, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _split(d: xp.ExperimentDefinition) -> str:
+    return " / ".join(f"{v.key} {v.weight * 100:g}%" for v in d.variants)
+
+
+def _experiments(r: xp.ListExperimentsResponse) -> RenderableType:
+    table = Table(title="Experiments")
+    for col in ("key", "name", "status", "variants", "coverage", "goals", "started", "version"):
+        table.add_column(
+            col,
+            justify="right" if col in {"coverage", "version"} else "left",
+            no_wrap=col in {"key", "status", "started"},
+        )
+    for e in r.experiments:
+        d = e.definition
+        table.add_row(
+            e.key,
+            d.name,
+            _status(e.status),
+            _split(d),
+            _pct(d.coverage),
+            ", ".join(m.name for m in d.goal_metrics) or "–",
+            _when(e.started_at_us),
+            str(e.version),
+        )
+    if not r.experiments:
+        return Group(table, Text("no experiments", style="dim"))
+    return table
+
+
+def _metric_text(m: xp.Metric) -> str:
+    kind = _xenum(xp.MetricKind, m.kind, "METRIC_KIND_")
+    what = f"sum of {m.property} on {m.event}" if m.property else m.event
+    extras = [f"{len(m.filters)} filter(s)"] if m.filters else []
+    if m.window_seconds:
+        extras.append(f"within {_secs(m.window_seconds)}")
+    if m.inverse:
+        extras.append("lower is better")
+    return f"{kind}: {what}" + (f" ({', '.join(extras)})" if extras else "")
+
+
+def _experiment(e: xp.Experiment) -> RenderableType:
+    d = e.definition
+    head = Table(title=f"Experiment {e.key}", show_header=False)
+    head.add_column("field", style="bold")
+    head.add_column("value")
+    head.add_row("name", d.name or "–")
+    head.add_row("status", _status(e.status))
+    if d.hypothesis:
+        head.add_row("hypothesis", d.hypothesis)
+    head.add_row("coverage", _pct(d.coverage))
+    head.add_row("seed", e.effective_seed)
+    head.add_row("version", str(e.version))
+    head.add_row("created", _when(e.created_at_us))
+    head.add_row("started", _when(e.started_at_us))
+    if e.stopped_at_us:
+        head.add_row("stopped", _when(e.stopped_at_us))
+    if e.winner:
+        head.add_row("winner", Text(e.winner, style="bold green"))
+        head.add_row("reason", e.conclusion_reason or "–")
+    variants = Table(title="Variants")
+    for col in ("#", "key", "name", "weight"):
+        variants.add_column(col, justify="right" if col in {"#", "weight"} else "left")
+    for i, v in enumerate(d.variants):
+        variants.add_row(str(i), v.key + (" (control)" if i == 0 else ""), v.name, _pct(v.weight))
+    parts: list[RenderableType] = [head, variants]
+    if d.goal_metrics or d.guardrail_metrics:
+        metrics = Table(title="Metrics")
+        for col in ("metric", "role", "definition"):
+            metrics.add_column(col)
+        for role, group in (("goal", d.goal_metrics), ("guardrail", d.guardrail_metrics)):
+            for m in group:
+                metrics.add_row(m.name, role, _metric_text(m))
+        parts.append(metrics)
+    if e.history:
+        history = Table(title="History")
+        for col in ("version", "change", "at", "by"):
+            history.add_column(col, justify="right" if col == "version" else "left")
+        for h in e.history:
+            history.add_row(str(h.version), h.type, _when(h.at_us), h.actor)
+        parts.append(history)
+    return Group(*parts)
+
+
+def _experiment_answer(r: Any) -> RenderableType:
+    return _experiment(r.experiment)
+
+
+def _assignment(r: xp.AssignResponse) -> RenderableType:
+    a = r.assignment
+    if not a.in_experiment:
+        return Text.assemble(
+            (a.user_id, "bold"),
+            " is not in ",
+            (a.experiment_key, "bold"),
+            (f"  (hash {a.hash_value:.4f})" if a.hash_value else "", "dim"),
+        )
+    text = Text.assemble(
+        (a.user_id, "bold"),
+        " → ",
+        (a.variant_key, "bold green"),
+        f"  (variant {a.variant_index} of {a.experiment_key}, hash {a.hash_value:.4f})",
+    )
+    if a.exposure_event_id:
+        text.append(f"\nexposure logged: {a.exposure_event_id}", style="dim")
+    return text
+
+
+def _lift(v: xp.VariantResult) -> Text:
+    if v.control:
+        return Text("control", style="dim")
+    if v.error_message:
+        return Text(v.error_message, style="dim")
+    style = "green" if v.ci_lower > 0 else "red" if v.ci_upper < 0 else ""
+    return Text(f"{v.lift * 100:+.1f}%", style=style)
+
+
+def _result_table(m: xp.MetricResult, bayes: bool) -> Table:
+    role = _xenum(xp.MetricRole, m.role, "METRIC_ROLE_")
+    caption = f"CUPED theta {m.cuped_theta:.3f}" if m.cuped_theta else None
+    table = Table(title=f"{m.metric} ({role})", caption=caption)
+    columns = ["variant", "users", "sum", "mean", "lift", "95% CI"]
+    columns += ["chance to win", "risk"] if bayes else ["p-value", "adj. p"]
+    for col in columns:
+        table.add_column(col, justify="left" if col == "variant" else "right")
+    for v in m.variants:
+        interval = (
+            "–"
+            if v.control or v.error_message
+            else f"[{v.ci_lower * 100:+.1f}%, {v.ci_upper * 100:+.1f}%]"
+        )
+        if v.control or v.error_message:
+            stats = ["–", "–"]
+        elif bayes:
+            stats = [_pct(v.chance_to_win), f"{v.risk_variant:.4f}"]
+        else:
+            stats = [f"{v.p_value:.4f}", f"{v.adjusted_p_value:.4f}" if v.adjusted_p_value else "–"]
+        table.add_row(
+            v.variant_key, _num(v.users), _num(v.sum), f"{v.mean:.4f}", _lift(v), interval, *stats
+        )
+    return table
+
+
+def _results(r: xp.GetResultsResponse) -> RenderableType:
+    bayes = r.engine == xp.STATS_ENGINE_BAYESIAN
+    engine = _xenum(xp.StatsEngine, r.engine, "STATS_ENGINE_")
+    head = Text.assemble(
+        (f"Results of {r.experiment_key}", "bold"),
+        f"  {engine}, {_when(r.analysis_start_us)} → {_when(r.analysis_end_us)} UTC",
+    )
+    srm = r.srm
+    users = ", ".join(f"{u:,}" for u in srm.users)
+    srm_line = Text.assemble(
+        "sample ratio: ",
+        (users or "–", "bold"),
+        f" users (p = {srm.p_value:.4f}) ",
+        ("MISMATCH", "bold red") if srm.mismatch else ("ok", "green"),
+    )
+    if r.multiple_exposures or r.unknown_variant_exposures:
+        srm_line.append(
+            f"; excluded: {r.multiple_exposures} in several variants,"
+            f" {r.unknown_variant_exposures} unknown-variant exposures",
+            style="yellow",
+        )
+    parts: list[RenderableType] = [head, srm_line]
+    parts += [_result_table(m, bayes) for m in r.metrics]
+    if not r.metrics:
+        parts.append(Text("no goal or guardrail metrics defined", style="dim"))
+    d = r.decision
+    kind = _xenum(xp.DecisionKind, d.kind, "DECISION_KIND_")
+    decision = Text.assemble(
+        ("Decision: ", "bold"), (kind, f"bold {_DECISION_STYLE.get(d.kind, '')}")
+    )
+    if d.variant_key:
+        decision.append(f" {d.variant_key}")
+    if d.reason:
+        decision.append(f" — {d.reason}")
+    parts += [decision, _footer(r.log_position)]
     return Group(*parts)
 
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import random
+from collections import defaultdict
 from datetime import UTC, datetime
 
 import pytest
 
 from northstar.metrics.v1 import kpis_pb2
 from northstar_harness.eventually import assert_eventually
+from northstar_metrics.domain.events import EventRow
+from northstar_metrics.domain.kpi_values import kpi_values
 
 from ..reference import Ev
 from .conftest import MetricsUnderTest, auth
@@ -90,3 +94,114 @@ async def test_kpis_without_data_are_missing_not_zero(metrics: MetricsUnderTest)
     assert answer.status == kpis_pb2.ALIGNMENT_STATUS_NO_DATA
     assert len(answer.missing) == 8
     assert all(not k.HasField("value") for k in answer.kpis)
+
+
+def _generated(seed: int) -> list[Ev]:
+    """A random tenant over 120 days: signups, stages, activity, billing, spend."""
+    rng = random.Random(seed)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    out: list[Ev] = []
+
+    def t(day: float) -> int:
+        return int((start.timestamp() + day * 86_400) * 1_000_000)
+
+    for u in range(60):
+        user = f"u{u}"
+        day = rng.uniform(0, 110)
+        org = f"o{u % 15}"
+        channel = rng.choice(["seo", "referral", "paid"])
+        out.append(
+            Ev(
+                f"{user}-s",
+                "user.signup",
+                user,
+                org,
+                t(day),
+                json.dumps({"channel": channel, "plan": "free"}),
+            )
+        )
+        for k in range(rng.randrange(0, 6)):
+            out.append(Ev(f"{user}-a{k}", "page.view", user, "", t(day + rng.uniform(0, 40))))
+        if rng.random() < 0.6:
+            out.append(Ev(f"{user}-c", "workflow.created", user, org, t(day + rng.uniform(0, 10))))
+        if rng.random() < 0.6:
+            status = rng.choice(["success", "success", "failed"])
+            out.append(
+                Ev(
+                    f"{user}-r",
+                    "workflow.run",
+                    user,
+                    org,
+                    t(day + rng.uniform(0, 0.05)),
+                    json.dumps({"status": status}),
+                )
+            )
+    for o in range(15):
+        day = rng.uniform(0, 100)
+        out.append(
+            Ev(
+                f"o{o}-b1",
+                "subscription.started",
+                "",
+                f"o{o}",
+                t(day),
+                json.dumps({"mrr": rng.choice([1000, 2000, 5000])}),
+            )
+        )
+        if rng.random() < 0.4:
+            out.append(
+                Ev(f"o{o}-b2", "subscription.canceled", "", f"o{o}", t(day + rng.uniform(5, 40)))
+            )
+        elif rng.random() < 0.4:
+            out.append(
+                Ev(
+                    f"o{o}-b2",
+                    "subscription.changed",
+                    "",
+                    f"o{o}",
+                    t(day + rng.uniform(5, 40)),
+                    json.dumps({"mrr": 7000}),
+                )
+            )
+    for d in range(0, 120, 3):
+        out.append(
+            Ev(
+                f"sp{d}",
+                "marketing.spend",
+                "",
+                "",
+                t(d + 0.5),
+                json.dumps({"channel": "paid", "amount": 1500}),
+            )
+        )
+    rng.shuffle(out)
+    return out
+
+
+async def test_kpis_read_only_their_windows_yet_equal_the_whole_history(
+    metrics: MetricsUnderTest,
+) -> None:
+    events = _generated(7)
+    position = await metrics.append("t22", events)
+    rows = [
+        EventRow(e.event_id, e.event, e.user_id, e.org_id, e.timestamp_us, json.loads(e.properties))
+        for e in events
+    ]
+    user_days: dict[str, set] = defaultdict(set)
+    for r in rows:
+        if r.user_id:
+            user_days[r.user_id].add(r.day)
+    full_days = {u: sorted(d) for u, d in user_days.items()}
+    for as_of in ["2026-03-15", "2026-04-01", "2026-04-20"]:
+
+        async def settled(as_of: str = as_of) -> kpis_pb2.KpisResponse:
+            answer = await metrics.stub.Kpis(
+                kpis_pb2.KpisRequest(as_of_date=as_of), metadata=auth("t22"), timeout=10
+            )
+            assert answer.log_position >= position
+            return answer
+
+        answer = await assert_eventually(settled, timeout=30)
+        expected = kpi_values(datetime.fromisoformat(as_of).date(), rows, full_days)
+        got = {k.name: (k.value if k.HasField("value") else None) for k in answer.kpis}
+        assert got == pytest.approx({n: v.value for n, v in expected.items()}), as_of

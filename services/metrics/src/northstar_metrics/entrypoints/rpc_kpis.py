@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import grpc
 
 from northstar.metrics.v1 import kpis_pb2
 from northstar_metrics.adapters.kpi_config import KpiConfigStore, config_to_proto
-from northstar_metrics.domain.kpi_values import KPI_EVENTS, kpi_values
+from northstar_metrics.domain.events import EventRow
+from northstar_metrics.domain.kpi_values import kpi_values
 from northstar_metrics.domain.kpis import (
     DEFAULT_KPIS,
     KPI_NAMES,
@@ -18,9 +19,11 @@ from northstar_metrics.domain.kpis import (
     KpiDefinition,
     State,
     Status,
+    last_complete_month,
     scorecard,
 )
-from northstar_metrics.domain.time import iso_day
+from northstar_metrics.domain.signups import signups
+from northstar_metrics.domain.time import day_start_us, iso_day
 from northstar_metrics.entrypoints.deps import MetricsDeps
 from northstar_runtime.errors import FieldViolation, InvalidArgument
 from northstar_runtime.grpc_server import current_principal
@@ -118,10 +121,7 @@ class KpiRpcs:
         tenant = current_principal().tenant
         definitions, version = await KpiConfigStore(self.deps.log).get(tenant)
         position = await self.deps.events.position()
-        # Every subscription.* name counts for revenue, as in the Revenue query.
-        subscriptions = await self.deps.events.event_names(tenant, prefix="subscription.")
-        rows = await self.deps.events.events(tenant, names=sorted({*KPI_EVENTS, *subscriptions}))
-        user_days = await self.deps.events.user_days(tenant)
+        rows, user_days = await self._kpi_inputs(tenant, as_of)
         card = scorecard(definitions, kpi_values(as_of, rows, user_days))
         response = kpis_pb2.KpisResponse(
             as_of_date=as_of.isoformat(),
@@ -159,6 +159,45 @@ class KpiRpcs:
                 kpi=a.kpi, impact=a.impact, gap=a.gap, recommended_action=a.recommended_action
             )
         return response
+
+    async def _kpi_inputs(
+        self, tenant: str, as_of: date
+    ) -> tuple[list[EventRow], dict[str, list[date]]]:
+        """Only the events and activity the KPI windows can touch, not the tenant's history.
+
+        Signups: all (a user's signup is its earliest). Stage events: from the oldest
+        signup window's first day to the day before `as_of` (activation ends 7 days
+        after a signup at most `as_of - 8`). Subscriptions: all history to the end of
+        the last complete month (states carry over). Spend: that month. Activity: the
+        users who signed up in the windows, over the windows.
+        """
+        events = self.deps.events
+        oldest = as_of - timedelta(days=60)
+        month = last_complete_month(as_of)
+        signups_rows = await events.events(tenant, names=["user.signup"])
+        stages = await events.events(
+            tenant,
+            names=["integration.connected", "workflow.created", "workflow.run"],
+            since_us=day_start_us(oldest),
+            until_us=day_start_us(as_of),
+        )
+        # Every subscription.* name counts for revenue, as in the Revenue query.
+        subscriptions = await events.event_names(tenant, prefix="subscription.")
+        billing = (
+            await events.events(tenant, names=subscriptions, until_us=day_start_us(as_of))
+            if subscriptions
+            else []
+        )
+        spend = await events.events(
+            tenant,
+            names=["marketing.spend"],
+            since_us=day_start_us(month),
+            until_us=day_start_us(as_of),
+        )
+        rows = [*signups_rows, *stages, *billing, *spend]
+        in_windows = [s.user_id for s in signups(signups_rows).values() if oldest <= s.day < as_of]
+        user_days = await events.user_days(tenant, in_windows) if in_windows else {}
+        return rows, user_days
 
     async def GetKpiConfig(  # noqa: N802 - gRPC method name
         self, request: kpis_pb2.GetKpiConfigRequest, context: grpc.aio.ServicerContext[Any, Any]
