@@ -7,6 +7,8 @@ PYTEST := $(UV) run --frozen pytest
 SERVICES := ingest metrics experiments
 IMAGE_TAG ?= dev
 
+
+.PHONY: bench-queries bench-queries-quick
 .PHONY: help setup run test test-unit test-integration test-e2e faults lint fmt protos protos-check bench bench-quick dataset images k8s-validate clean
 
 help: ## List the verbs
@@ -59,6 +61,12 @@ bench: setup ## Run the benchmarks and write BENCHMARKS.md
 
 bench-quick: setup ## A short benchmark smoke run (under 5 minutes)
 	$(UV) run --frozen python -m bench.run --quick
+
+bench-queries: setup ## Query latency on 10M events vs DuckDB and raw PostgreSQL (~45 min)
+	$(UV) run --frozen python -m bench.queries
+
+bench-queries-quick: setup ## The same on 1M events (under 10 minutes)
+	$(UV) run --frozen python -m bench.queries --quick
 
 images: ## Build the service images (needs a Docker engine; CI without one runs k8s-validate)
 	@command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1 || { echo "images: no Docker engine here; 'make k8s-validate' lints the Dockerfiles and installs each image's dependencies instead"; exit 1; }

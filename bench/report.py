@@ -560,7 +560,19 @@ def _method(r: dict[str, Any]) -> list[str]:
     ]
 
 
+QUERIES_START = "<!-- queries:start -->"
+QUERIES_END = "<!-- queries:end -->"
+
+
 def write(results: dict[str, Any], root: Path) -> None:
     """Write BENCHMARKS.md and the plots under docs/bench/."""
     paths = plots(results, root)
-    (root / "BENCHMARKS.md").write_text(render(results, paths))
+    target = root / "BENCHMARKS.md"
+    text = render(results, paths)
+    # The query benchmark (bench/queries.py) owns its own marked section: keep it.
+    if target.exists():
+        old = target.read_text()
+        start, end = old.find(QUERIES_START), old.find(QUERIES_END)
+        if 0 <= start < end:
+            text = text.rstrip("\n") + "\n\n" + old[start : end + len(QUERIES_END)] + "\n"
+    target.write_text(text)

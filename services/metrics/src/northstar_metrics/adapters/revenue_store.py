@@ -58,10 +58,15 @@ GROUP BY 1
 """
 # The channel of each org's earliest `user.signup` (any user's) carrying its org_id.
 _ACQUISITION = """
-SELECT DISTINCT ON (org_id) org_id, (properties -> 'channel')::text
-FROM events
-WHERE tenant = $1 AND event = 'user.signup' AND org_id = ANY($2::text[])
-ORDER BY org_id, ts_us, event_id COLLATE "C"
+SELECT o.org_id, first.channel
+FROM unnest($2::text[]) AS o(org_id)
+CROSS JOIN LATERAL (
+  SELECT (e.properties -> 'channel')::text AS channel
+  FROM events e
+  WHERE e.tenant = $1 AND e.event = 'user.signup' AND e.org_id = o.org_id AND e.org_id <> ''
+  ORDER BY e.ts_us, e.event_id COLLATE "C"
+  LIMIT 1
+) AS first
 """
 # Sorting a large tenant's signups by user needs more than the default.
 _WORK_MEM = "SET LOCAL work_mem = '64MB'"
