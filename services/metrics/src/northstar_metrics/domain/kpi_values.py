@@ -12,17 +12,6 @@ from northstar_metrics.domain.retention import day_retention_over_signups
 from northstar_metrics.domain.revenue import month_summary
 from northstar_metrics.domain.signups import signups
 
-# The events the KPIs read (activity comes from the user_days read model).
-KPI_EVENTS: tuple[str, ...] = (
-    "user.signup",
-    "workflow.created",
-    "workflow.run",
-    "subscription.started",
-    "subscription.changed",
-    "subscription.canceled",
-    "marketing.spend",
-)
-
 
 def _ratio(name: str, window: str, numerator: int, denominator: int) -> KpiValue:
     return KpiValue(name, ratio(numerator, denominator), window, numerator, denominator)
