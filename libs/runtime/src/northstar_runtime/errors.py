@@ -31,11 +31,9 @@ class NorthstarError(Exception):
 
     def details(self) -> list[any_pb2.Any]:
         """google.rpc detail messages for the status."""
-        details: list[any_pb2.Any] = []
-        if self.reason:
-            info = error_details_pb2.ErrorInfo(reason=self.reason, domain="northstar")
-            details.append(_pack(info))
-        return details
+        # Every status carries an ErrorInfo (AIP-193): the specific reason, or the code's name.
+        info = error_details_pb2.ErrorInfo(reason=self.reason or self.code.name, domain="northstar")
+        return [_pack(info)]
 
 
 @dataclass
@@ -50,7 +48,7 @@ class InvalidArgument(NorthstarError):
         bad = error_details_pb2.BadRequest(
             field_violations=[
                 error_details_pb2.BadRequest.FieldViolation(
-                    field=v.field, description=v.description
+                    field=clip(v.field), description=clip(v.description)
                 )
                 for v in self.violations
             ]
@@ -69,7 +67,7 @@ class NotFound(NorthstarError):
     def details(self) -> list[any_pb2.Any]:
         """A ResourceInfo naming what was not found."""
         info = error_details_pb2.ResourceInfo(
-            resource_type=self.resource_type, resource_name=self.resource_name
+            resource_type=self.resource_type, resource_name=clip(self.resource_name)
         )
         return [*super().details(), _pack(info)]
 
@@ -93,7 +91,9 @@ class FailedPrecondition(NorthstarError):
         failure = error_details_pb2.PreconditionFailure(
             violations=[
                 error_details_pb2.PreconditionFailure.Violation(
-                    type=self.reason or "STATE", subject=self.subject, description=self.message
+                    type=self.reason or "STATE",
+                    subject=clip(self.subject),
+                    description=clip(self.message),
                 )
             ]
         )
@@ -162,7 +162,18 @@ def _pack(message: object) -> any_pb2.Any:
     return packed
 
 
+# Messages often quote what the client sent. gRPC clients refuse trailing metadata over 16 KiB
+# (the status travels there twice: grpc-message and grpc-status-details-bin), so a quoted
+# 70 KB string would turn a clear INVALID_ARGUMENT into a transport error on the client.
+MAX_TEXT_CHARS = 1_000
+
+
+def clip(text: str) -> str:
+    """`text`, cut to MAX_TEXT_CHARS characters with an ellipsis when longer."""
+    return text if len(text) <= MAX_TEXT_CHARS else text[: MAX_TEXT_CHARS - 1] + "…"
+
+
 def to_rpc_status(error: NorthstarError) -> status_pb2.Status:
-    """The google.rpc.Status of an error (code, message, details)."""
+    """The google.rpc.Status of an error (code, message, details), texts clipped."""
     code_value = getattr(code_pb2, error.code.name)
-    return status_pb2.Status(code=code_value, message=error.message, details=error.details())
+    return status_pb2.Status(code=code_value, message=clip(error.message), details=error.details())

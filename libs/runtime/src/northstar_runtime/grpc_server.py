@@ -228,16 +228,16 @@ def _wrap(
         if isinstance(error, NorthstarError):
             status = to_rpc_status(error)
             level = "warning" if error.code is grpc.StatusCode.INTERNAL else "info"
-            getattr(log, level)("rpc failed", code=error.code.name, error=error.message)
+            getattr(log, level)("rpc failed", code=error.code.name, error=status.message)
         else:
             log.exception("rpc crashed")
             error = NorthstarError("internal error; see the service logs", reason="INTERNAL")
             status = to_rpc_status(error)
-        span.set_status(Status(StatusCode.ERROR, error.message))
+        span.set_status(Status(StatusCode.ERROR, status.message))
         outcome.code = error.code
         await context.abort(
             error.code,
-            error.message,
+            status.message,
             trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),),
         )
 

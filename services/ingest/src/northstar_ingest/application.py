@@ -16,7 +16,12 @@ from northstar.ingest.v1 import ingest_pb2
 from northstar.log.v1 import log_pb2
 from northstar_ingest.domain.limits import RecentIds, TenantRateLimiter
 from northstar_ingest.domain.partitioning import partition_key, partition_of
-from northstar_ingest.domain.validation import Rejection, check_request_shape, validate_event
+from northstar_ingest.domain.validation import (
+    MAX_TIMESTAMP_US,
+    Rejection,
+    check_request_shape,
+    validate_event,
+)
 from northstar_runtime.codec import encode_built_batch, new_batch
 from northstar_runtime.errors import (
     DeadlineExceeded,
@@ -111,9 +116,9 @@ class Ingestor:
             raise PermissionDenied(
                 "historical_import needs the 'admin' scope", reason="MISSING_SCOPE"
             )
-        if cmd.sent_at_us is not None and cmd.sent_at_us <= 0:
+        if cmd.sent_at_us is not None and not 0 < cmd.sent_at_us <= MAX_TIMESTAMP_US:
             raise InvalidArgument(
-                "sent_at must be a valid time after 1970",
+                "sent_at must be a valid time after 1970 (and before year 10000)",
                 reason="INVALID_SENT_AT",
                 violations=[FieldViolation("sent_at", "must be a valid time after 1970")],
             )

@@ -89,6 +89,25 @@ async def test_sent_at_before_1970_is_invalid(ingest: IngestUnderTest) -> None:
 
 
 @pytest.mark.parametrize(
+    "sent_at",
+    [
+        pytest.param(timestamp_pb2.Timestamp(seconds=2**63 - 1), id="beyond-year-9999"),
+        pytest.param(timestamp_pb2.Timestamp(seconds=1_800_000_000, nanos=-1), id="negative-nanos"),
+        pytest.param(
+            timestamp_pb2.Timestamp(seconds=1_800_000_000, nanos=1_000_000_000), id="nanos-overflow"
+        ),
+    ],
+)
+async def test_sent_at_outside_the_timestamp_range_is_invalid(
+    ingest: IngestUnderTest, sent_at: timestamp_pb2.Timestamp
+) -> None:
+    # Found by the RPC fuzzer: a huge sent_at once ended as INTERNAL.
+    request = ingest_pb2.TrackRequest(events=[event("s-2", user_id="u-1")], sent_at=sent_at)
+    await assert_invalid_argument(ingest, request, ["sent_at"], "INVALID_SENT_AT")
+    assert await ingest.logged_events() == []
+
+
+@pytest.mark.parametrize(
     "garbage",
     [
         pytest.param(b"\xff\xff\xff\xff\xff", id="bad-tag"),

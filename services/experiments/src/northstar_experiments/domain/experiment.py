@@ -38,7 +38,7 @@ ARCHIVED_STATUS = "archived"
 BINOMIAL = "binomial"
 CONTINUOUS = "continuous"
 OPERATORS = ("equals", "not_equals", "in", "<", "<=", ">", ">=")
-KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,100}\Z")  # \Z: "$" would admit a final newline
 WEIGHT_TOLERANCE = 1e-9
 
 

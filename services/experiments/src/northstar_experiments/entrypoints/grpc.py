@@ -184,7 +184,11 @@ class ExperimentsServicer(experiments_pb2_grpc.ExperimentsServiceServicer):
 
     # --- queries --------------------------------------------------------------------
 
-    async def _get(self, key: str) -> tuple[dom.Experiment, list[tuple[int, dom.ExperimentEvent]]]:
+    async def _get(
+        self, key: str, field_name: str = "key"
+    ) -> tuple[dom.Experiment, list[tuple[int, dom.ExperimentEvent]]]:
+        # A key no experiment can have is the client's mistake, not a lookup to try.
+        dom.validate_key(key, field_name)
         found = await self._read.get(current_principal().tenant, key)
         if found is None:
             raise NotFound(
@@ -314,7 +318,7 @@ class ExperimentsServicer(experiments_pb2_grpc.ExperimentsServiceServicer):
         self, request: pb.GetResultsRequest, context: Context
     ) -> pb.GetResultsResponse:
         """The analysis at the projected log position, from sufficient statistics."""
-        state, _h = await self._get(request.experiment_key)
+        state, _h = await self._get(request.experiment_key, "experiment_key")
         bayes = request.engine == pb.STATS_ENGINE_BAYESIAN
         if request.sequential and bayes:
             raise _invalid("sequential", "sequential testing applies to the frequentist engine")

@@ -33,6 +33,8 @@ def _sent_at_us(request: Any) -> int | None:
     if not request.HasField("sent_at"):
         return None
     ts: timestamp_pb2.Timestamp = request.sent_at
+    if not 0 <= ts.nanos <= 999_999_999:
+        return -1  # not a valid Timestamp: refused as an invalid sent_at
     return int(ts.seconds) * 1_000_000 + int(ts.nanos) // 1000
 
 
