@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -69,8 +70,10 @@ class NatsServer:
         host: str = LOCALHOST,
         binary: str | None = None,
         startup_timeout: float = 10.0,
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.store_dir = Path(store_dir)
+        self.extra_args = tuple(extra_args)  # e.g. --tls …, --user/--pass
         self.host = host
         self._port = port
         self._binary = binary
@@ -109,7 +112,7 @@ class NatsServer:
         # nats-server reads port 0 as "the default 4222"; -1 asks for a random port.
         port_arg = str(self._port) if self._port else "-1"
         args = [self._binary or nats_server_binary(), "-js", "-a", self.host, "-p", port_arg]
-        args += ["-sd", str(self.store_dir)]
+        args += ["-sd", str(self.store_dir), *self.extra_args]
         proc = subprocess.Popen(  # noqa: S603 - a fixed binary and our own arguments
             args,
             stdin=subprocess.DEVNULL,

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import structlog
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -42,6 +42,30 @@ class ServiceSettings(BaseSettings):
         default="",
         description="inline keys `tenant:scope+scope:key,...`, for the local suite and tests",
     )
+    grpc_tls_cert_file: Path | None = Field(
+        default=None, description="PEM certificate chain of the gRPC server: turns TLS on"
+    )
+    grpc_tls_key_file: Path | None = Field(
+        default=None, description="PEM private key of GRPC_TLS_CERT_FILE"
+    )
+    grpc_tls_client_ca_file: Path | None = Field(
+        default=None,
+        description="PEM CA bundle; when set, every client must present a certificate it"
+        " signed (mutual TLS)",
+    )
+    nats_tls_ca_file: Path | None = Field(
+        default=None, description="PEM CA that signed the NATS server's certificate: turns TLS on"
+    )
+    nats_tls_cert_file: Path | None = Field(
+        default=None, description="PEM client certificate for NATS (TLS client auth)"
+    )
+    nats_tls_key_file: Path | None = Field(default=None, description="its private key")
+    nats_credentials_file: Path | None = Field(
+        default=None, description="NATS user credentials file (JWT and NKey seed)"
+    )
+    nats_nkey_seed_file: Path | None = Field(
+        default=None, description="NATS NKey seed file (NKey authentication)"
+    )
     northstar_stream_replicas: int = Field(default=1, ge=1, le=5)
     northstar_stream_sync_always: bool = Field(
         default=False, description="fsync every JetStream write (single-server durability)"
@@ -60,6 +84,36 @@ class ServiceSettings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
         return level
+
+    @model_validator(mode="after")
+    def _tls_pairs(self) -> ServiceSettings:
+        if (self.grpc_tls_cert_file is None) != (self.grpc_tls_key_file is None):
+            raise ValueError("GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE go together")
+        if self.grpc_tls_client_ca_file is not None and self.grpc_tls_cert_file is None:
+            raise ValueError("GRPC_TLS_CLIENT_CA_FILE needs GRPC_TLS_CERT_FILE (mutual TLS)")
+        if (self.nats_tls_cert_file is None) != (self.nats_tls_key_file is None):
+            raise ValueError("NATS_TLS_CERT_FILE and NATS_TLS_KEY_FILE go together")
+        if self.nats_credentials_file is not None and self.nats_nkey_seed_file is not None:
+            raise ValueError("NATS_CREDENTIALS_FILE and NATS_NKEY_SEED_FILE exclude each other")
+        for name in (
+            "grpc_tls_cert_file",
+            "grpc_tls_key_file",
+            "grpc_tls_client_ca_file",
+            "nats_tls_ca_file",
+            "nats_tls_cert_file",
+            "nats_tls_key_file",
+            "nats_credentials_file",
+            "nats_nkey_seed_file",
+        ):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name.upper()}: no such file {str(path)!r}")
+        return self
+
+    @property
+    def nats_tls(self) -> bool:
+        """Whether the log connection uses TLS (a CA or a client certificate is set)."""
+        return self.nats_tls_ca_file is not None or self.nats_tls_cert_file is not None
 
     @field_validator("northstar_namespace")
     @classmethod

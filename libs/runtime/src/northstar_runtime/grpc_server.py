@@ -400,9 +400,11 @@ async def create_server(
     keys: ApiKeyStore,
     scopes: Mapping[str, Scope],
     service_names: Sequence[str],
+    credentials: grpc.ServerCredentials | None = None,
 ) -> tuple[GrpcServer, LateHandlers]:
     """Start a server on `address` (port 0 picks one) answering health (NOT_SERVING)
-    and reflection at once; the servicers go into the returned LateHandlers."""
+    and reflection at once; the servicers go into the returned LateHandlers. With
+    `credentials` the port speaks TLS only (tls.server_credentials)."""
     late = LateHandlers()
     server = grpc.aio.server(
         interceptors=[ServerInterceptor(keys, scopes)],
@@ -423,7 +425,11 @@ async def create_server(
         ],
         server,
     )
-    port = server.add_insecure_port(address)
+    port = (
+        server.add_insecure_port(address)
+        if credentials is None
+        else server.add_secure_port(address, credentials)
+    )
     if port == 0:
         raise OSError(f"could not bind gRPC address {address}")
     await server.start()

@@ -9,6 +9,8 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import nats
 import nats.errors
@@ -24,6 +26,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from northstar_runtime.config import ServiceSettings
+from northstar_runtime.tls import client_ssl_context
 from northstar_runtime.topology import Topology
 
 log = structlog.get_logger("northstar.log")
@@ -75,6 +79,41 @@ def trace_headers() -> dict[str, str]:
     return carrier
 
 
+@dataclass(frozen=True, slots=True)
+class NatsAuth:
+    """How the log connection proves itself and checks the server: TLS and credentials."""
+
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    credentials_file: Path | None = None
+    nkey_seed_file: Path | None = None
+
+    @classmethod
+    def from_settings(cls, s: ServiceSettings) -> NatsAuth:
+        """The NATS_* security settings of a service."""
+        return cls(
+            tls_ca_file=s.nats_tls_ca_file,
+            tls_cert_file=s.nats_tls_cert_file,
+            tls_key_file=s.nats_tls_key_file,
+            credentials_file=s.nats_credentials_file,
+            nkey_seed_file=s.nats_nkey_seed_file,
+        )
+
+    def connect_options(self) -> dict[str, Any]:
+        """Keyword arguments of `nats.connect` for these settings."""
+        options: dict[str, Any] = {}
+        if self.tls_ca_file is not None or self.tls_cert_file is not None:
+            options["tls"] = client_ssl_context(
+                self.tls_ca_file, self.tls_cert_file, self.tls_key_file
+            )
+        if self.credentials_file is not None:
+            options["user_credentials"] = str(self.credentials_file)
+        if self.nkey_seed_file is not None:
+            options["nkeys_seed"] = str(self.nkey_seed_file)
+        return options
+
+
 class LogClient:
     """One NATS connection and its JetStream context, shared by a process."""
 
@@ -92,8 +131,14 @@ class LogClient:
         name: str,
         connect_timeout: float = 30.0,
         on_state: Callable[[bool], Awaitable[None]] | None = None,
+        auth: NatsAuth | None = None,
     ) -> LogClient:
-        """Connect, retrying with backoff for up to `connect_timeout` seconds."""
+        """Connect, retrying with backoff for up to `connect_timeout` seconds.
+
+        User and password travel in the URL (`nats://user:pass@host:4222`); TLS, client
+        certificates, credentials files and NKey seeds come with `auth`.
+        """
+        security = (auth or NatsAuth()).connect_options()
 
         async def disconnected() -> None:
             log.warning("nats disconnected")
@@ -133,6 +178,7 @@ class LogClient:
                     reconnected_cb=reconnected,
                     error_cb=error,
                     allow_reconnect=True,
+                    **security,
                 )
         assert nc is not None
         return cls(nc, topology)

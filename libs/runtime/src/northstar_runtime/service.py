@@ -16,9 +16,10 @@ from northstar_runtime.auth import ApiKeyStore, Scope
 from northstar_runtime.config import ServiceSettings
 from northstar_runtime.db import create_pool, load_migrations, migrate
 from northstar_runtime.grpc_server import GrpcServer, create_server
-from northstar_runtime.log import LogClient
+from northstar_runtime.log import LogClient, NatsAuth
 from northstar_runtime.projector import Projector
 from northstar_runtime.telemetry import configure_logging, configure_telemetry
+from northstar_runtime.tls import server_credentials
 from northstar_runtime.topology import Topology
 
 log = structlog.get_logger("northstar.service")
@@ -86,11 +87,24 @@ class ServiceHost:
             configure_telemetry(service=self.service, metrics_address=s.metrics_address)
         keys = ApiKeyStore(file=s.northstar_api_keys_file, inline=s.northstar_api_keys)
         # Serve health (NOT_SERVING) before the dependencies are reachable.
+        credentials = None
+        if s.grpc_tls_cert_file is not None and s.grpc_tls_key_file is not None:
+            credentials = server_credentials(
+                s.grpc_tls_cert_file, s.grpc_tls_key_file, s.grpc_tls_client_ca_file
+            )
         self.grpc, late = await create_server(
-            s.grpc_address, keys=keys, scopes=self._scopes, service_names=self._service_names
+            s.grpc_address,
+            keys=keys,
+            scopes=self._scopes,
+            service_names=self._service_names,
+            credentials=credentials,
         )
         log_client = await LogClient.connect(
-            s.nats_url, self.topology, name=f"northstar-{self.service}", on_state=self._on_log_state
+            s.nats_url,
+            self.topology,
+            name=f"northstar-{self.service}",
+            on_state=self._on_log_state,
+            auth=NatsAuth.from_settings(s),
         )
         await log_client.ensure_streams(
             replicas=s.northstar_stream_replicas, sync_always=s.northstar_stream_sync_always

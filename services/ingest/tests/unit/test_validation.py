@@ -162,6 +162,35 @@ def test_ids_over_200_code_points_are_rejected(field: str, value: str) -> None:
     )
 
 
+@pytest.mark.parametrize("field", ["event_id", "user_id", "org_id", "session_id"])
+def test_ids_holding_u0000_are_rejected(field: str) -> None:
+    # PostgreSQL stores no U+0000: accepted, such an event would poison its log batch.
+    assert rejected(validate(event(**{field: "u\x00x"}))) == (field, "nul_character")
+
+
+@pytest.mark.parametrize(
+    "properties_json",
+    ['{"a": "x\\u0000y"}', '{"a": {"b\\u0000": 1}}', '{"a": [1, ["\\u0000"]]}'],
+)
+def test_properties_holding_u0000_are_rejected(properties_json: str) -> None:
+    assert rejected(validate(event(properties_json=properties_json))) == (
+        "properties",
+        "nul_character",
+    )
+
+
+def test_a_struct_string_holding_u0000_is_rejected() -> None:
+    ev = event()
+    ev.properties.update({"page": "a\x00"})
+    assert rejected(validate(ev)) == ("properties", "nul_character")
+
+
+def test_a_backslash_followed_by_u0000_text_is_plain_data() -> None:
+    # The JSON text "\\u0000" is a backslash and five characters, not U+0000.
+    result = accepted(validate(event(properties_json='{"a": "\\\\u0000"}')))
+    assert result.properties_json == b'{"a":"\\\\u0000"}'
+
+
 # Order of checks
 
 

@@ -24,11 +24,11 @@ RECEIVED = 1_760_000_000_000_000
 SECOND = 1_000_000
 
 RULES = {
-    "event_id": {"too_long"},
+    "event_id": {"too_long", "nul_character"},
     "event": {"required", "too_long", "pattern"},
-    "user_id": {"too_long"},
-    "org_id": {"too_long"},
-    "session_id": {"too_long"},
+    "user_id": {"too_long", "nul_character"},
+    "org_id": {"too_long", "nul_character"},
+    "session_id": {"too_long", "nul_character"},
     "timestamp": {"invalid", "out_of_window"},
     "properties": {
         "conflicting_fields",
@@ -37,6 +37,7 @@ RULES = {
         "too_many_keys",
         "too_large",
         "too_deep",
+        "nul_character",
     },
 }
 VALUE_RULES = {"too_deep", "not_finite", "out_of_range"}
@@ -44,7 +45,9 @@ VALUE_RULES = {"too_deep", "not_finite", "out_of_range"}
 EVENT_NAME_CHARS = string.ascii_letters + string.digits + "._:$-"
 
 event_names = st.text(alphabet=EVENT_NAME_CHARS, min_size=1, max_size=200)
-ids = st.text(max_size=200)
+# Valid text: anything but U+0000, which no read model can store (validation.py `_nul`).
+valid_text = st.characters(codec="utf-8", exclude_characters="\x00")
+ids = st.text(valid_text, max_size=200)
 
 
 def json_objects(scalars: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
@@ -52,12 +55,13 @@ def json_objects(scalars: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str,
     nested = st.recursive(
         scalars,
         lambda inner: (
-            st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+            st.lists(inner, max_size=3)
+            | st.dictionaries(st.text(valid_text, max_size=8), inner, max_size=3)
         ),
         max_leaves=12,
     )
     return st.dictionaries(
-        st.text(max_size=10), nested.filter(lambda v: depth_of(v) <= 7), max_size=8
+        st.text(valid_text, max_size=10), nested.filter(lambda v: depth_of(v) <= 7), max_size=8
     )
 
 
@@ -67,7 +71,7 @@ valid_properties = json_objects(
     | st.booleans()
     | st.integers(min_value=-(2**63), max_value=2**63 - 1)
     | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=20)
+    | st.text(valid_text, max_size=20)
 )
 # Struct numbers are doubles, so valid Struct properties have no int beyond 2**53.
 valid_struct_properties = json_objects(
@@ -75,7 +79,7 @@ valid_struct_properties = json_objects(
     | st.booleans()
     | st.integers(min_value=-(2**53), max_value=2**53)
     | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=20)
+    | st.text(valid_text, max_size=20)
 )
 
 # Anything at all: any floats, any depth, any text.
@@ -126,7 +130,7 @@ def assert_known_rule(rejection: Rejection) -> None:
 
 
 @given(
-    event_id=st.text(min_size=1, max_size=64),
+    event_id=st.text(valid_text, min_size=1, max_size=64),
     name=event_names,
     user_id=ids,
     org_id=ids,
@@ -202,6 +206,8 @@ def test_struct_outcome_depends_on_content_not_key_order(properties: dict[str, A
     if isinstance(first, ValidEvent):
         assert depth_of(properties) <= 7
         assert all(math.isfinite(x) for x in floats_in(properties))
+    elif first.field == "properties":
+        assert first.rule == "nul_character"
     else:
         assert first.field.startswith("properties.")
         assert first.rule in {"too_deep", "not_finite"}

@@ -226,7 +226,8 @@ class ExperimentsServicer(experiments_pb2_grpc.ExperimentsServiceServicer):
             where = f"queries[{i}]" if not strict else ""
             if not key:
                 raise _invalid(f"{where}.experiment_key".lstrip("."), "must be set")
-            if not 1 <= len(user) <= 200:
+            dom.validate_key(key, f"{where}.experiment_key".lstrip("."))
+            if not 1 <= len(user) <= 200 or "\x00" in user:
                 raise _invalid(f"{where}.user_id".lstrip("."), "1-200 characters")
         keys = sorted({q[0] for q in queries})
         experiments = {s.key: s for s, _h in await self._read.list(tenant, keys=keys)}
