@@ -39,6 +39,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from nats.js import api
 
 from bench import load, profiling, report
+from northstar.ingest.v1 import ingest_pb2
 from northstar.metrics.v1 import metrics_pb2
 from northstar_harness.servers import NatsServer, PostgresServer, free_port
 from northstar_runtime.topology import Topology
@@ -63,6 +64,8 @@ class Plan:
     stream_window: int = 8
     latency_fractions: tuple[float, ...] = (0.25, 0.5, 0.75, 0.9)
     latency_fixed: float = 50_000.0  # half the 100k target, as an absolute point
+    freshness_fractions: tuple[float, ...] = (0.1, 0.5, 0.9)
+    freshness_timeout: float = 30.0  # a probe not counted by then is recorded as lost time
     preload_events: int = 200_000
     profile_seconds: float = 8.0
     raw_publish_seconds: float = 2.0
@@ -346,7 +349,9 @@ class Bench:
         second["retried"] = True
         return min((first, second), key=lambda r: r["cpu_cores"].get("other", 0.0))
 
-    async def _cell(self, kind: str, clients: int, **extra: Any) -> dict[str, Any]:
+    async def _cell(
+        self, kind: str, clients: int, *, purge: bool = True, **extra: Any
+    ) -> dict[str, Any]:
         waited = await wait_quiet(longest=self.plan.quiet_wait)
         addresses = extra.pop("addresses", None)
         extra_pids = extra.pop("extra_pids", [])
@@ -387,7 +392,8 @@ class Bench:
             "ingest_processes": 1 + len(extra_pids),
             **{k: v for k, v in extra.items() if k in ("batch", "rate", "window")},
         }
-        await self.purge()
+        if purge:
+            await self.purge()
         return result
 
     # --- Sections ---------------------------------------------------------------------
@@ -471,6 +477,113 @@ class Bench:
                 f" p999 {lat['p999']} ms"
             )
         self.results["latency"] = {"max_events_per_s": peak, "points": cells}
+
+    async def freshness(self) -> None:
+        """Time from Track acknowledged to the event counted by ActiveUsers, under load.
+
+        While the open-loop load runs at a share of the measured max, one probe at a time
+        sends a single event of a new user dated on a probe day no load event touches,
+        then polls ActiveUsers for that day every 5 ms until its DAU counts the probe.
+        """
+        peak = self.max_track_500()
+        assert self.ingest is not None
+        await self.purge()
+        metrics = await start_service(
+            "metrics",
+            {
+                "NATS_URL": self.nats_url,
+                "DATABASE_URL": self.database_url,
+                "NORTHSTAR_NAMESPACE": self.namespace,
+            },
+            self.work,
+        )
+        points = []
+        try:
+            for k, fraction in enumerate(self.plan.freshness_fractions):
+                rate = fraction * peak
+                day = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=100 + k)
+                stop = asyncio.Event()
+                probes = asyncio.create_task(self._probe(metrics, day, stop))
+                try:
+                    # The stream is purged only once the last probe is counted: a purge
+                    # could remove a probe the projector has not read yet.
+                    cell = await self._cell("open", 8, purge=False, batch=500, rate=rate / 500)
+                finally:
+                    stop.set()
+                samples, lost = await probes
+                await self.purge()
+                point = {
+                    "label": f"{int(fraction * 100)}% of max",
+                    "offered_events_per_s": round(rate),
+                    "achieved_events_per_s": cell["events_per_s"],
+                    "track_p99_ms": cell["latency_ms"]["p99"],
+                    "freshness_ms": latency_summary(samples),
+                    "probes_not_counted": lost,
+                    "cpu_cores": cell["cpu_cores"],
+                }
+                points.append(point)
+                f = point["freshness_ms"]
+                say(
+                    f"freshness at {point['label']:>12} ({rate:,.0f} ev/s): p50 {f['p50']} ms,"
+                    f" p99 {f['p99']} ms over {f['samples']} probes ({lost} not counted in"
+                    f" {self.plan.freshness_timeout:g} s)"
+                )
+        finally:
+            metrics.stop()
+        self.results["freshness"] = {"max_events_per_s": peak, "points": points}
+
+    async def _probe(
+        self, metrics: Service, day: dt.date, stop: asyncio.Event
+    ) -> tuple[list[float], int]:
+        assert self.ingest is not None
+        auth = (("authorization", f"Bearer {API_KEY}"),)
+        stamp = dt.datetime.combine(day, dt.time(12), dt.UTC)
+        run = secrets.token_hex(3)
+        samples: list[float] = []
+        lost = 0
+        async with (
+            grpc.aio.insecure_channel(self.ingest.address) as ic,
+            grpc.aio.insecure_channel(metrics.address) as mc,
+        ):
+            track = ic.unary_unary(
+                load.TRACK,
+                request_serializer=ingest_pb2.TrackRequest.SerializeToString,
+                response_deserializer=ingest_pb2.TrackResponse.FromString,
+            )
+            active = mc.unary_unary(
+                load.ACTIVE_USERS,
+                request_serializer=metrics_pb2.ActiveUsersRequest.SerializeToString,
+                response_deserializer=metrics_pb2.ActiveUsersResponse.FromString,
+            )
+            query = metrics_pb2.ActiveUsersRequest(
+                from_date=day.isoformat(), to_date=day.isoformat()
+            )
+            sent = 0
+            while not stop.is_set():
+                event = ingest_pb2.Event(
+                    event_id=f"probe-{run}-{sent}",
+                    event="bench.probe",
+                    user_id=f"probe-{run}-{sent}",
+                )
+                event.timestamp.FromDatetime(stamp)
+                reply = await track(ingest_pb2.TrackRequest(events=[event]), metadata=auth)
+                acked = time.monotonic()
+                if reply.accepted != 1:
+                    raise RuntimeError(f"probe not accepted: {reply}")
+                sent += 1
+                deadline = acked + self.plan.freshness_timeout
+                # One projector applies the log in order, so this probe is counted once the
+                # day's DAU includes every probe sent so far (a slow one included).
+                while True:
+                    resp = await active(query, metadata=auth, timeout=10)
+                    if resp.days and resp.days[0].dau >= sent:
+                        samples.append(time.monotonic() - acked)
+                        break
+                    if time.monotonic() > deadline:
+                        lost += 1
+                        break
+                    await asyncio.sleep(0.005)
+        return samples, lost
 
     async def profile_ingest(self) -> None:
         for batch, key in ((500, "profile_ingest"), (1, "profile_ingest_batch1")):
@@ -812,6 +925,7 @@ async def main_async(plan: Plan, work: Path) -> dict[str, Any]:
             await bench.ingest_matrix()
             await bench.stream_matrix()
             await bench.latency_sweep()
+            await bench.freshness()
             await bench.scale_out()
             await bench.profile_ingest()
             await bench.projector()
