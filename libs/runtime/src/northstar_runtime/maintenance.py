@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import asyncpg
 import structlog
 
 from northstar_runtime.config import ServiceSettings
@@ -30,3 +33,34 @@ async def rebuild_read_models(
     finally:
         await pool.close()
     log.info("read models dropped; the next start replays the log", schema=schema)
+
+
+async def dead_letters(settings: ServiceSettings, *, service: str) -> list[dict[str, Any]]:
+    """The log entries a service's projectors parked, oldest first, replayed or not.
+
+    A replica that becomes active replays the pending ones once (projector.py), so after a
+    fix is deployed this list shows what still fails.
+    """
+    schema = Topology(settings.northstar_namespace).schema(service)
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{schema}.dead_letters"):
+            return []
+        rows = await conn.fetch(
+            f"SELECT projection, position, subject, error, tries, parked_at, replayed_at"  # noqa: S608 - quoted identifier
+            f" FROM {quote_ident(schema)}.dead_letters ORDER BY parked_at, position"
+        )
+    finally:
+        await conn.close()
+    return [
+        {
+            "projection": r["projection"],
+            "position": r["position"],
+            "subject": r["subject"],
+            "error": r["error"],
+            "tries": r["tries"],
+            "parked_at": r["parked_at"].isoformat(),
+            "replayed_at": r["replayed_at"].isoformat() if r["replayed_at"] else None,
+        }
+        for r in rows
+    ]

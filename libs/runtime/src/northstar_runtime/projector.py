@@ -220,6 +220,9 @@ class Projector:
                     try:
                         self.status.active = True
                         log.info("projector active", projection=self.name)
+                        # A new deployment is how a fix arrives: the active replica tries
+                        # what earlier versions parked, once, before going on with the log.
+                        await self.replay_dead_letters()
                         await self._consume()
                     finally:
                         self.status.active = False
@@ -454,6 +457,13 @@ class Projector:
                 raise
             except Exception as e:
                 log.warning("dead letter still fails", seq=entry.seq, error=repr(e))
+        if rows:
+            log.info(
+                "dead letters replayed",
+                projection=self.name,
+                replayed=replayed,
+                still_parked=len(rows) - replayed,
+            )
         return replayed
 
     async def reset(self) -> None:

@@ -11,8 +11,10 @@ import asyncpg
 import pytest
 
 from northstar_harness.eventually import assert_eventually
+from northstar_runtime.config import ServiceSettings
 from northstar_runtime.db import Connection, create_pool
 from northstar_runtime.log import LogClient, OutgoingMessage
+from northstar_runtime.maintenance import dead_letters
 from northstar_runtime.projector import LogEntry, Projector
 from northstar_runtime.topology import Topology
 
@@ -189,3 +191,33 @@ async def test_only_one_replica_applies_at_a_time(rig: Rig) -> None:
         await assert_eventually(lambda: max(a.status.position, b.status.position) == 40)
         assert a.status.active != b.status.active
     assert await rig.rows() == payloads(40)
+
+
+async def test_a_fixed_replica_replays_what_was_parked_when_it_becomes_active(
+    rig: Rig, database_url: str, namespace: str
+) -> None:
+    settings = ServiceSettings(database_url=database_url, northstar_namespace=namespace)
+    broken = Tally()
+    broken.poison = {b"m2"}
+    await rig.publish(payloads(6))
+    first = rig.projector(broken)
+    async with running(first):
+        await assert_eventually(lambda: first.status.position == 6)
+    listed = await dead_letters(settings, service="test")
+    assert [(r["position"], r["replayed_at"]) for r in listed] == [(3, None)]
+    assert "cannot apply b'm2'" in listed[0]["error"]
+    # The same bug deployed again: still parked, nothing applied twice.
+    again = rig.projector(broken)
+    async with running(again):
+        await assert_eventually(lambda: again.status.active)
+    assert [r["replayed_at"] for r in await dead_letters(settings, service="test")] == [None]
+    # The fix deployed: the replica that becomes active applies it, then goes on.
+    fixed = rig.projector(Tally())
+    async with running(fixed):
+        await assert_eventually(lambda: fixed.status.active)
+        await rig.publish([b"after-fix"])
+        await assert_eventually(lambda: fixed.status.position == 7)
+    assert sorted(await rig.rows()) == sorted([*payloads(6), b"after-fix"])
+    replayed = await dead_letters(settings, service="test")
+    assert [r["position"] for r in replayed] == [3]
+    assert replayed[0]["replayed_at"] is not None

@@ -1,19 +1,22 @@
-"""`python -m northstar_experiments [serve|migrate|rebuild]`: run the experiments service,
-apply its schema migrations and exit (a Kubernetes Job or init container runs this before
-new pods serve), or reset its read models so that the next start replays the whole log."""
+"""`python -m northstar_experiments [serve|migrate|rebuild|dead-letters]`: run the
+experiments service, apply its schema migrations and exit (a Kubernetes Job or init container
+runs this before new pods serve), reset its read models so that the next start replays the
+whole log, or list the log entries its projectors parked (JSON lines)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 
+import orjson
 import structlog
 
 from northstar_experiments.bootstrap import MIGRATIONS, build_host
 from northstar_experiments.settings import ExperimentsSettings
 from northstar_runtime.config import load_settings
 from northstar_runtime.db import create_pool, load_migrations, migrate
-from northstar_runtime.maintenance import rebuild_read_models
+from northstar_runtime.maintenance import dead_letters, rebuild_read_models
 from northstar_runtime.telemetry import configure_logging
 from northstar_runtime.topology import Topology
 
@@ -40,13 +43,21 @@ def main() -> None:
     """Entry point of the `northstar-experiments` command."""
     parser = argparse.ArgumentParser(prog="northstar-experiments")
     parser.add_argument(
-        "command", nargs="?", default="serve", choices=["serve", "migrate", "rebuild"]
+        "command",
+        nargs="?",
+        default="serve",
+        choices=["serve", "migrate", "rebuild", "dead-letters"],
     )
     args = parser.parse_args()
     settings = load_settings(ExperimentsSettings)
     if args.command == "migrate":
         configure_logging(service="experiments", level=settings.log_level, fmt=settings.log_format)
         asyncio.run(apply_migrations(settings))
+        return
+    if args.command == "dead-letters":
+        # One JSON object per parked log entry, for operators and scripts.
+        for row in asyncio.run(dead_letters(settings, service="experiments")):
+            sys.stdout.write(orjson.dumps(row).decode() + "\n")
         return
     if args.command == "rebuild":
         asyncio.run(

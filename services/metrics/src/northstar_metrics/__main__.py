@@ -1,19 +1,22 @@
-"""`python -m northstar_metrics [serve|migrate|rebuild]`: run the metrics service, apply its
-schema migrations and exit (a Kubernetes Job or init container runs this before new pods
-serve), or reset its read models so that the next start replays the whole log."""
+"""`python -m northstar_metrics [serve|migrate|rebuild|dead-letters]`: run the metrics
+service, apply its schema migrations and exit (a Kubernetes Job or init container runs this
+before new pods serve), reset its read models so that the next start replays the whole log,
+or list the log entries its projectors parked (JSON lines)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 
+import orjson
 import structlog
 
 from northstar_metrics.bootstrap import MIGRATIONS, build_host
 from northstar_metrics.settings import MetricsSettings
 from northstar_runtime.config import load_settings
 from northstar_runtime.db import create_pool, load_migrations, migrate
-from northstar_runtime.maintenance import rebuild_read_models
+from northstar_runtime.maintenance import dead_letters, rebuild_read_models
 from northstar_runtime.telemetry import configure_logging
 from northstar_runtime.topology import Topology
 
@@ -40,13 +43,21 @@ def main() -> None:
     """Entry point of the `northstar-metrics` command."""
     parser = argparse.ArgumentParser(prog="northstar-metrics")
     parser.add_argument(
-        "command", nargs="?", default="serve", choices=["serve", "migrate", "rebuild"]
+        "command",
+        nargs="?",
+        default="serve",
+        choices=["serve", "migrate", "rebuild", "dead-letters"],
     )
     args = parser.parse_args()
     settings = load_settings(MetricsSettings)
     if args.command == "migrate":
         configure_logging(service="metrics", level=settings.log_level, fmt=settings.log_format)
         asyncio.run(apply_migrations(settings))
+        return
+    if args.command == "dead-letters":
+        # One JSON object per parked log entry, for operators and scripts.
+        for row in asyncio.run(dead_letters(settings, service="metrics")):
+            sys.stdout.write(orjson.dumps(row).decode() + "\n")
         return
     if args.command == "rebuild":
         asyncio.run(rebuild_read_models(settings, service="metrics", migrations_package=MIGRATIONS))
