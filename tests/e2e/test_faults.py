@@ -63,18 +63,19 @@ def expected(
     return rows
 
 
-class MetricsProcess:
-    """`python -m northstar_metrics` as a real process, to kill."""
+class ServiceProcess:
+    """`python -m <module>` (a service) as a real process, to kill."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], module: str = "northstar_metrics") -> None:
         self.env = env
+        self.module = module
         self.proc: asyncio.subprocess.Process | None = None
 
     async def run(self, *args: str) -> int:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "northstar_metrics",
+            self.module,
             *args,
             env=self.env,
             stdout=asyncio.subprocess.DEVNULL,
@@ -86,7 +87,7 @@ class MetricsProcess:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "northstar_metrics",
+            self.module,
             env=self.env,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
@@ -141,7 +142,7 @@ async def test_sigkill_mid_replay_and_rebuild_give_exact_answers(
         "PROJECTOR_BATCH_SIZE": "1",  # one log message per transaction: many chances to die mid-way
         "LOG_LEVEL": "WARNING",
     }
-    metrics = MetricsProcess(env)
+    metrics = ServiceProcess(env)
     db = await asyncpg.connect(database_url)
     checkpoint_sql = (
         f'SELECT coalesce(max(position), 0) FROM "{namespace}_metrics".projection_checkpoints'
@@ -204,3 +205,83 @@ async def _settled(
             return answer
 
         return await assert_eventually(exact, timeout=60, interval=0.2)
+
+
+async def test_ingest_killed_under_a_retrying_load_loses_and_doubles_nothing(
+    nats_url: str, database_url: str, namespace: str
+) -> None:
+    # A client that sends every request twice, and retries it until answered, while ingest
+    # is killed with SIGKILL and started again on the same port: every event is answered
+    # ACCEPTED or DUPLICATE, and the numbers equal a reference over exactly those events.
+    port = free_port()
+    env = {
+        **os.environ,
+        "GRPC_ADDRESS": f"127.0.0.1:{port}",
+        "NATS_URL": nats_url,
+        "DATABASE_URL": database_url,
+        "NORTHSTAR_NAMESPACE": namespace,
+        "NORTHSTAR_API_KEYS": API_KEYS,
+        "NORTHSTAR_PARTITIONS": "4",
+        "LOG_LEVEL": "WARNING",
+    }
+    ingest = ServiceProcess(env, module="northstar_ingest")
+    metrics_port = free_port()
+    metrics = ServiceProcess({**env, "GRPC_ADDRESS": f"127.0.0.1:{metrics_port}"})
+    await ingest.start()
+    await metrics.start()
+    events = generated_events()
+    batches = [events[i : i + 50] for i in range(0, len(events), 50)]
+    told: dict[str, int] = {}  # event id -> final status the client was told
+    answered = 0
+    attempts = 0
+
+    async def send_until_answered(stub: ingest_pb2_grpc.IngestServiceStub, batch: list) -> None:
+        nonlocal attempts
+        request = ingest_pb2.TrackRequest(events=batch)
+        for _ in range(2):  # every request twice, as a careless client would
+            while True:
+                attempts += 1
+                try:
+                    reply = await stub.Track(request, metadata=auth(WRITER_KEY), timeout=5)
+                except grpc.aio.AioRpcError as e:
+                    assert e.code() in (
+                        grpc.StatusCode.UNAVAILABLE,
+                        grpc.StatusCode.DEADLINE_EXCEEDED,
+                    ), e
+                    await asyncio.sleep(0.1)
+                    continue
+                for r in reply.results:
+                    told[r.event_id] = r.status
+                break
+
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = ingest_pb2_grpc.IngestServiceStub(channel)
+            # The kill comes from beside the client, so it can land while a request is in
+            # flight (stored but not answered: its retry must be told DUPLICATE).
+            a_third = asyncio.Event()
+            fault = asyncio.create_task(_kill_and_restart(ingest, a_third))
+            for batch in batches:
+                await send_until_answered(stub, batch)
+                answered += 1
+                if answered == len(batches) // 3:
+                    a_third.set()
+            await fault
+        assert answered == len(batches)
+        assert attempts > 2 * len(batches)  # the kill made some calls fail and retry
+        ok = {ingest_pb2.EVENT_STATUS_ACCEPTED, ingest_pb2.EVENT_STATUS_DUPLICATE}
+        assert set(told) == {e.event_id for e in events}
+        assert set(told.values()) <= ok
+        first, last = START.date(), (START + timedelta(days=DAYS + 5)).date()
+        await _settled(metrics_port, first, last, expected(events, first, last))
+    finally:
+        for process in (ingest, metrics):
+            if process.proc is not None and process.proc.returncode is None:
+                await process.terminate()
+
+
+async def _kill_and_restart(process: ServiceProcess, go: asyncio.Event) -> None:
+    await go.wait()
+    await process.kill()
+    await asyncio.sleep(0.5)
+    await process.start()
