@@ -17,9 +17,11 @@ from google.protobuf import timestamp_pb2
 from northstar.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from northstar.metrics.v1 import metrics_pb2, metrics_pb2_grpc
 from northstar_harness.eventually import assert_eventually
-from northstar_harness.servers import free_port
+from northstar_harness.servers import NatsServer, PostgresServer, free_port
 from northstar_ingest.bootstrap import build_host as build_ingest
 from northstar_ingest.settings import IngestSettings
+from northstar_metrics.bootstrap import build_host as build_metrics
+from northstar_metrics.settings import MetricsSettings
 
 from .conftest import API_KEYS, READER_KEY, WRITER_KEY, auth, settings_env
 
@@ -285,3 +287,57 @@ async def _kill_and_restart(process: ServiceProcess, go: asyncio.Event) -> None:
     await process.kill()
     await asyncio.sleep(0.5)
     await process.start()
+
+
+async def test_nats_and_postgres_restarted_under_load_lose_nothing(
+    private_nats: NatsServer, private_postgres: PostgresServer
+) -> None:
+    # Ingest and metrics on servers of this test's own; while a retrying client loads
+    # ingest, NATS is restarted, then PostgreSQL. Nothing the client was told is lost or
+    # counted twice, and both services come back by themselves.
+    namespace = "faultsrestart"
+    env = settings_env(private_nats.url, private_postgres.dsn, namespace)
+    ingest_host = build_ingest(IngestSettings(**env), configure_process=False)  # type: ignore[arg-type]
+    metrics_host = build_metrics(MetricsSettings(**env), configure_process=False)  # type: ignore[arg-type]
+    ingest_port = await ingest_host.start()
+    metrics_port = await metrics_host.start()
+    events = generated_events()
+    batches = [events[i : i + 50] for i in range(0, len(events), 50)]
+    told: dict[str, int] = {}
+    restarts: list[asyncio.Task[object]] = []
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{ingest_port}") as channel:
+            stub = ingest_pb2_grpc.IngestServiceStub(channel)
+            for n, batch in enumerate(batches):
+                # Restarted beside the load, not between requests: calls meet the outage.
+                if n == len(batches) // 3:
+                    restarts.append(asyncio.create_task(asyncio.to_thread(private_nats.restart)))
+                if n == 2 * len(batches) // 3:
+                    restarts.append(
+                        asyncio.create_task(asyncio.to_thread(private_postgres.restart))
+                    )
+                while True:
+                    try:
+                        reply = await stub.Track(
+                            ingest_pb2.TrackRequest(events=batch),
+                            metadata=auth(WRITER_KEY),
+                            timeout=5,
+                        )
+                    except grpc.aio.AioRpcError as e:
+                        assert e.code() in (
+                            grpc.StatusCode.UNAVAILABLE,
+                            grpc.StatusCode.DEADLINE_EXCEEDED,
+                        ), e
+                        await asyncio.sleep(0.1)
+                        continue
+                    told.update({r.event_id: r.status for r in reply.results})
+                    break
+        await asyncio.gather(*restarts)
+        ok = {ingest_pb2.EVENT_STATUS_ACCEPTED, ingest_pb2.EVENT_STATUS_DUPLICATE}
+        assert set(told) == {e.event_id for e in events}
+        assert set(told.values()) <= ok
+        first, last = START.date(), (START + timedelta(days=DAYS + 5)).date()
+        await _settled(metrics_port, first, last, expected(events, first, last))
+    finally:
+        await metrics_host.stop()
+        await ingest_host.stop()
