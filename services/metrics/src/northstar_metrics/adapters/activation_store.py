@@ -1,4 +1,4 @@
-"""The activation and workflow facts of a tenant, read from the `events` table."""
+"""The activation and workflow facts of a tenant, from `user_facts` and `events`."""
 
 from __future__ import annotations
 
@@ -17,41 +17,14 @@ from northstar_metrics.domain.signups import Signup
 from northstar_metrics.domain.time import day_of, day_start_us
 from northstar_metrics.domain.workflows import RunTally
 
-# The signups whose earliest user.signup (timestamp, then event_id in code point
-# order: COLLATE "C") lies in [$2, $3), each with its first stage event at or after
-# signup. Both lookups walk events_by_user_time for one user from a timestamp on, so
-# the cost follows the signups of the range, not the size of the log.
+# The signups whose signup day is in [$2, $3], each with its first stage event at or
+# after signup: all kept per user by the projection in `user_facts` (see
+# adapters/user_facts.py), read by its (tenant, signup_day) index.
 _COHORT_SQL = """
-WITH cohort AS (
-  SELECT c.user_id, c.event_id, c.ts_us, c.org_id,
-    CASE WHEN jsonb_typeof(c.properties->'plan') = 'string'
-         THEN c.properties->>'plan' END AS plan,
-    CASE WHEN jsonb_typeof(c.properties->'channel') = 'string'
-         THEN c.properties->>'channel' END AS channel
-  FROM events c
-  WHERE c.tenant = $1 AND c.event = 'user.signup' AND c.user_id <> ''
-    AND c.ts_us >= $2 AND c.ts_us < $3
-    AND NOT EXISTS (
-      SELECT 1 FROM events p
-      WHERE p.tenant = $1 AND p.user_id = c.user_id AND p.user_id <> ''
-        AND p.event = 'user.signup' AND p.ts_us <= c.ts_us
-        AND (p.ts_us < c.ts_us OR p.event_id COLLATE "C" < c.event_id COLLATE "C"))
-)
-SELECT s.user_id, s.event_id, s.ts_us, s.org_id, s.plan, s.channel,
-  (SELECT e.ts_us FROM events e
-    WHERE e.tenant = $1 AND e.user_id = s.user_id AND e.user_id <> ''
-      AND e.ts_us >= s.ts_us AND e.event = 'integration.connected'
-    ORDER BY e.ts_us LIMIT 1) AS integration_connected_us,
-  (SELECT e.ts_us FROM events e
-    WHERE e.tenant = $1 AND e.user_id = s.user_id AND e.user_id <> ''
-      AND e.ts_us >= s.ts_us AND e.event = 'workflow.created'
-    ORDER BY e.ts_us LIMIT 1) AS workflow_created_us,
-  (SELECT e.ts_us FROM events e
-    WHERE e.tenant = $1 AND e.user_id = s.user_id AND e.user_id <> ''
-      AND e.ts_us >= s.ts_us AND e.event = 'workflow.run'
-      AND e.properties->'status' = '"success"'::jsonb
-    ORDER BY e.ts_us LIMIT 1) AS workflow_run_succeeded_us
-FROM cohort s
+SELECT user_id, signup_event_id AS event_id, signup_ts_us AS ts_us, org_id, plan, channel,
+  integration_connected_us, workflow_created_us, workflow_run_succeeded_us
+FROM user_facts
+WHERE tenant = $1 AND signup_day BETWEEN $2::date AND $3::date
 """
 
 _SUBSCRIPTIONS_SQL = """
@@ -88,11 +61,8 @@ class ActivationStore:
         """The signups of [first, last] with their stage times and conversions; position."""
         lo, hi = day_start_us(first), day_start_us(last + timedelta(days=1))
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
-            # The plan's cost estimate is high (one probe per signup), which triggers JIT
-            # compilation that takes longer than the query itself.
-            await conn.execute("SET LOCAL jit = off")
             position = await activity_position(conn)
-            rows = await conn.fetch(_COHORT_SQL, tenant, lo, hi)
+            rows = await conn.fetch(_COHORT_SQL, tenant, first, last)
             starts = await conn.fetch(
                 _SUBSCRIPTIONS_SQL, tenant, lo, hi + PAID_CONVERSION_WINDOW_US
             )

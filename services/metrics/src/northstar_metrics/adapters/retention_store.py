@@ -1,16 +1,17 @@
-"""Cohort counts for retention, aggregated in PostgreSQL from `events` and `user_days`.
+"""Cohort counts for retention, aggregated in PostgreSQL from `user_facts` and `user_days`.
 
-One statement per query: the users' signups (earliest `user.signup` by timestamp, then
-event_id in code-point order: `COLLATE "C"` compares UTF-8 bytes, which orders like code
-points), their cohorts, and the users counted per (cohort, period), so that only
-cohort-by-period counts leave the database. domain/retention.py `count_cohorts` is the
-same computation in plain Python; the tests hold the two to the same answers.
+One statement per query: the users whose signup day is in the cohorts' range (read by
+index from `user_facts`, which keeps each user's earliest `user.signup`), their cohorts,
+and the users counted per (cohort, period) from one bounded index probe per user into
+`user_days`, so that only cohort-by-period counts leave the database.
+domain/retention.py `count_cohorts` is the same computation in plain Python; the tests
+hold the two to the same answers.
 """
 
 from __future__ import annotations
 
 import contextlib
-from datetime import date, timedelta
+from datetime import date
 
 import asyncpg
 
@@ -23,10 +24,7 @@ from northstar_metrics.domain.retention import (
     cohort_starts,
     period_end,
 )
-from northstar_metrics.domain.time import day_start_us
 
-# Days since the epoch of a timestamp (floor division, in integers: numeric is slow).
-_DAY_NUMBER = "(ts_us / 86400000000 - CASE WHEN ts_us % 86400000000 < 0 THEN 1 ELSE 0 END)::int"
 # Sorting and hashing a tenant's signups and activity days needs more than the default.
 _WORK_MEM = "SET LOCAL work_mem = '256MB'"
 
@@ -50,20 +48,17 @@ _PERIOD = {
     CohortGranularity.MONTH: f"({_months('{day}')} - {_months('cohort')})",
 }
 
-# $1 tenant, $2 signups before this instant (us), $3 segment property or NULL,
-# $4 segment value, $5/$6 first/last cohort start.
+# $1 tenant, $2 last signup day, $3 segment column ('plan' / 'channel') or NULL,
+# $4 segment value, $5/$6 first/last cohort start. The users of the cohorts come from
+# `user_facts` by its (tenant, signup_day) index: only the signups of the range are read.
 _COHORTS = """
-WITH firsts AS (
-  SELECT DISTINCT ON (user_id) user_id, ts_us, properties
-  FROM events
-  WHERE tenant = $1 AND event = 'user.signup' AND user_id <> '' AND ts_us < $2
-  ORDER BY user_id, ts_us, event_id COLLATE "C"
-), signups AS (
-  SELECT user_id, date '1970-01-01' + {day_number} AS signup_day
-  FROM firsts
-  WHERE $3::text IS NULL OR properties -> $3::text = to_jsonb($4::text)
-), cohorts AS MATERIALIZED (
-  SELECT user_id, cohort FROM (SELECT user_id, {cohort} AS cohort FROM signups) s
+WITH cohorts AS MATERIALIZED (
+  SELECT user_id, cohort FROM (
+    SELECT user_id, {cohort} AS cohort FROM user_facts
+    WHERE tenant = $1 AND signup_day BETWEEN $5::date AND $2::date
+      AND ($3::text IS NULL
+           OR (CASE $3::text WHEN 'plan' THEN plan ELSE channel END) = $4::text)
+  ) s
   WHERE cohort BETWEEN $5::date AND $6::date
 )
 SELECT cohort, NULL::int AS period, count(*) AS users FROM cohorts GROUP BY cohort
@@ -117,7 +112,7 @@ def _sql(granularity: CohortGranularity, mode: RetentionMode) -> str:
         tally = _ON_DAY.format(distinct=distinct, period=period, since=since, until=until)
     else:
         tally = _ON_OR_AFTER.format(period=_PERIOD[granularity].format(day="last_day"))
-    return _COHORTS.format(cohort=_COHORT[granularity], tally=tally, day_number=_DAY_NUMBER)
+    return _COHORTS.format(cohort=_COHORT[granularity], tally=tally)
 
 
 class RetentionStore:
@@ -134,9 +129,6 @@ class RetentionStore:
         if not starts:
             return CohortCounts(query.mode, {}, {}), await self._position()
         last_signup_day = period_end(starts[-1], 0, query.granularity)
-        signups_before = day_start_us(
-            min(last_signup_day, date.max - timedelta(days=1)) + timedelta(1)
-        )
         last_day = query.as_of
         if query.mode is RetentionMode.ON_DAY:
             # Days after the last wanted period of the last cohort cannot count.
@@ -148,7 +140,7 @@ class RetentionStore:
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
             args: list[object] = [
                 tenant,
-                signups_before,
+                last_signup_day,
                 segment.attribute.value if segment else None,
                 segment.value if segment else None,
                 starts[0],
