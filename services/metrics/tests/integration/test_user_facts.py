@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from datetime import date
 
 from northstar.log.v1 import log_pb2
 from northstar_metrics.adapters.projection import _Event
@@ -20,6 +21,10 @@ FACTS_SQL = (
     "SELECT user_id, signup_ts_us, signup_event_id, signup_day, plan, channel, org_id,"
     " integration_connected_us, workflow_created_us, workflow_run_succeeded_us"
     " FROM user_facts WHERE tenant = $1 ORDER BY user_id"
+)
+COUNTS_SQL = (
+    "SELECT attr, value, kind, signup_day, x, y, users FROM cohort_counts"
+    " WHERE tenant = $1 ORDER BY attr, value, kind, signup_day, x, y"
 )
 OK = json.dumps({"status": "success"})
 PRO = json.dumps({"plan": "pro", "channel": "seo"})
@@ -116,16 +121,30 @@ async def test_a_rebuild_from_the_log_equals_the_live_rows(metrics: MetricsUnder
     assert pool is not None
     async with pool.acquire() as conn:
         rows = [tuple(r) for r in await conn.fetch(FACTS_SQL, tenant)]
+        counts = [tuple(r) for r in await conn.fetch(COUNTS_SQL, tenant)]
         assert len(rows) == len({e.user_id for e in events if e.event == "user.signup"})
+        sizes = sum(r[-1] for r in counts if r[:3] == ("", "", 0) and r[5] == date.max)
+        assert sizes == len(rows)
         # Replaying the log rebuilds the same rows: all at once, and one event at a
         # time in reverse order (every event late), each inside a rolled-back transaction.
         for batches in ([events], [[e] for e in reversed(events)]):
             tr = conn.transaction()
             await tr.start()
             try:
-                await conn.execute("DELETE FROM user_facts WHERE tenant = $1", tenant)
+                for table in ("user_facts", "cohort_counts", "user_days"):
+                    await conn.execute(f"DELETE FROM {table} WHERE tenant = $1", tenant)
                 for batch in batches:
                     await UserFacts().apply(conn, _events(tenant, batch))
+                    # What the projection does next: store the batch's activity days.
+                    await conn.execute(
+                        "INSERT INTO user_days SELECT $1, e.user_id, e.day"
+                        " FROM unnest($2::text[], $3::date[]) AS e(user_id, day)"
+                        " ON CONFLICT DO NOTHING",
+                        tenant,
+                        [e.user_id for e in batch],
+                        [e.day for e in batch],
+                    )
                 assert [tuple(r) for r in await conn.fetch(FACTS_SQL, tenant)] == rows
+                assert [tuple(r) for r in await conn.fetch(COUNTS_SQL, tenant)] == counts
             finally:
                 await tr.rollback()

@@ -17,11 +17,21 @@ Maintenance per batch, all set-based, inside the projection's transaction:
 - Every stage event of the batch lowers its stage's first (`least`) when it is at or
   after its user's signup; with the recompute above this keeps every first exact
   whatever the arrival order, so a replay of the log rebuilds the same rows.
+
+`cohort_counts` (migration 0005) holds, per signup day and segment, what each user
+contributes to a retention matrix: its activity days, weeks and months, and the gaps
+between its activity days. A user's contribution depends only on its signup (day,
+plan, channel) and its activity days, so when a batch gives a user a new activity day
+or moves its signup, the user's old contribution is subtracted and the new one added
+(read from `user_facts` and `user_days` before the projection adds the batch's days).
+The difference touches a few rows: a new day splits one gap in two.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 import orjson
@@ -48,8 +58,72 @@ ON CONFLICT (tenant, user_id) DO UPDATE SET
   org_id = excluded.org_id
 WHERE (excluded.signup_ts_us, excluded.signup_event_id)
     < (user_facts.signup_ts_us, user_facts.signup_event_id)
-RETURNING tenant, user_id
+RETURNING tenant, user_id, signup_day, plan, channel
 """
+
+_OLD_FACTS = """
+SELECT f.tenant, f.user_id, f.signup_day, f.plan, f.channel
+FROM user_facts f JOIN unnest($1::text[], $2::text[]) AS k(tenant, user_id)
+  ON f.tenant = k.tenant AND f.user_id = k.user_id
+"""
+
+_OLD_DAYS = """
+SELECT u.tenant, u.user_id, array_agg(u.day ORDER BY u.day) AS days
+FROM user_days u JOIN unnest($1::text[], $2::text[]) AS k(tenant, user_id)
+  ON u.tenant = k.tenant AND u.user_id = k.user_id
+GROUP BY u.tenant, u.user_id
+"""
+
+_ADD_COUNTS = """
+INSERT INTO cohort_counts (tenant, attr, value, kind, signup_day, x, y, users)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::smallint[], $5::date[],
+                     $6::date[], $7::date[], $8::bigint[])
+ON CONFLICT (tenant, attr, value, kind, signup_day, x, y)
+DO UPDATE SET users = cohort_counts.users + excluded.users
+"""
+
+# Rows back at zero are removed, so that the table equals a rebuild's.
+_DROP_ZEROS = """
+DELETE FROM cohort_counts c
+USING unnest($1::text[], $2::text[], $3::text[], $4::smallint[], $5::date[], $6::date[],
+             $7::date[]) AS k(tenant, attr, value, kind, signup_day, x, y)
+WHERE c.users = 0 AND c.tenant = k.tenant AND c.attr = k.attr AND c.value = k.value
+  AND c.kind = k.kind AND c.signup_day = k.signup_day AND c.x = k.x AND c.y = k.y
+"""
+
+# asyncpg writes date.min / date.max as PostgreSQL's -infinity / infinity.
+OPEN_START = date.min
+OPEN_END = date.max
+GAP, DAY, WEEK, MONTH = 0, 1, 2, 3
+
+_Key = tuple[date, str | None, str | None]  # signup day, plan, channel
+_Row = tuple[str, str, int, date, date, date]  # attr, value, kind, signup_day, x, y
+
+
+def contribution(key: _Key, days: Iterable[date]) -> dict[_Row, int]:
+    """What one user with this signup and these activity days adds to `cohort_counts`."""
+    signup_day, plan, channel = key
+    ordered = sorted(set(days))
+    items: set[tuple[int, date, date]] = set()
+    prev = OPEN_START
+    for d in ordered:
+        items.add((GAP, prev, d))
+        items.add((DAY, d, d))
+        week = d - timedelta(days=d.weekday())
+        items.add((WEEK, week, week))
+        month = d.replace(day=1)
+        items.add((MONTH, month, month))
+        prev = d
+    items.add((GAP, prev, OPEN_END))
+    segments = [("", "")]
+    if plan is not None:
+        segments.append(("plan", plan))
+    if channel is not None:
+        segments.append(("channel", channel))
+    return {
+        (attr, value, kind, signup_day, x, y): 1 for attr, value in segments for kind, x, y in items
+    }
+
 
 # The first of each stage at or after the (new) signup, as activation_store used to
 # probe it at query time.
@@ -107,18 +181,20 @@ def _stage(event: str, properties_json: bytes) -> int | None:
 
 
 class UserFacts:
-    """Keeps `user_facts` up to date from the fresh (first-seen) events of each batch."""
+    """Keeps `user_facts` and `cohort_counts` up to date from each batch's fresh events."""
 
-    reset = ("user_facts",)
+    reset = ("user_facts", "cohort_counts")
 
     async def apply(self, conn: Connection, fresh: Sequence[_Event]) -> None:
-        """Fold the batch's signups and stage events into `user_facts`."""
+        """Fold the batch's signups, stage events and activity days into the read models."""
         earliest: dict[tuple[str, str], _Event] = {}
         stages: list[tuple[str, str, int, int]] = []
+        days: dict[tuple[str, str], set[date]] = defaultdict(set)
         for ev in fresh:
             e = ev.event
             if not e.user_id:
                 continue
+            days[(ev.tenant, e.user_id)].add(day_of(e.timestamp_us))
             if e.event == "user.signup":
                 key = (ev.tenant, e.user_id)
                 seen = earliest.get(key)
@@ -132,8 +208,21 @@ class UserFacts:
             stage = _stage(e.event, e.properties_json)
             if stage is not None:
                 stages.append((ev.tenant, e.user_id, stage, e.timestamp_us))
+        if not days:
+            return
+        users = sorted(days)  # a fixed lock order between concurrent writers
+        tenants, ids = [u[0] for u in users], [u[1] for u in users]
+        old_keys: dict[tuple[str, str], _Key] = {
+            (r["tenant"], r["user_id"]): (r["signup_day"], r["plan"], r["channel"])
+            for r in await conn.fetch(_OLD_FACTS, tenants, ids)
+        }
+        old_days: dict[tuple[str, str], list[date]] = {
+            (r["tenant"], r["user_id"]): list(r["days"])
+            for r in await conn.fetch(_OLD_DAYS, tenants, ids)
+        }
+        new_keys = dict(old_keys)
         if earliest:
-            keys = sorted(earliest)  # a fixed lock order between concurrent writers
+            keys = sorted(earliest)
             rows = [earliest[k].event for k in keys]
             props = [orjson.loads(e.properties_json or b"{}") for e in rows]
             moved = await conn.fetch(
@@ -147,9 +236,46 @@ class UserFacts:
                 [_text(p, "channel") for p in props],
                 [e.org_id for e in rows],
             )
+            for r in moved:
+                new_keys[(r["tenant"], r["user_id"])] = (r["signup_day"], r["plan"], r["channel"])
             if moved:
                 await conn.execute(
                     _RECOMPUTE, [r["tenant"] for r in moved], [r["user_id"] for r in moved]
                 )
         if stages:
             await conn.execute(_LOWER_STAGES, *(list(c) for c in zip(*stages, strict=True)))
+        await self._count(
+            conn, users, batch_days=days, old_keys=old_keys, new_keys=new_keys, old_days=old_days
+        )
+
+    async def _count(
+        self,
+        conn: Connection,
+        users: list[tuple[str, str]],
+        *,
+        batch_days: dict[tuple[str, str], set[date]],
+        old_keys: dict[tuple[str, str], _Key],
+        new_keys: dict[tuple[str, str], _Key],
+        old_days: dict[tuple[str, str], list[date]],
+    ) -> None:
+        """Subtract each changed user's old contribution to `cohort_counts`, add its new one."""
+        delta: dict[tuple[str, *_Row], int] = defaultdict(int)
+        for user in users:
+            before = old_days.get(user, [])
+            after = set(before) | batch_days[user]
+            old, new = old_keys.get(user), new_keys.get(user)
+            if old == new and len(after) == len(before):
+                continue  # no new day, same signup: the same contribution
+            tenant = user[0]
+            if old is not None:
+                for row, n in contribution(old, before).items():
+                    delta[(tenant, *row)] -= n
+            if new is not None:
+                for row, n in contribution(new, after).items():
+                    delta[(tenant, *row)] += n
+        changed = sorted(k for k, v in delta.items() if v)
+        if not changed:
+            return
+        columns = [list(c) for c in zip(*changed, strict=True)]
+        await conn.execute(_ADD_COUNTS, *columns, [delta[k] for k in changed])
+        await conn.execute(_DROP_ZEROS, *columns)

@@ -19,3 +19,29 @@ CREATE TABLE user_facts (
     PRIMARY KEY (tenant, user_id)
 );
 CREATE INDEX user_facts_by_signup_day ON user_facts (tenant, signup_day);
+
+-- Retention counts per signup day, kept so that a cohort matrix sums a few rows per
+-- cohort instead of joining each user's activity days (see adapters/user_facts.py).
+-- `attr`/`value`: '' / '' for every user, else 'plan' or 'channel' and the user's
+-- signup value (users without one are in no segment). `kind`:
+--   0  the gaps between consecutive activity days of a user, x < y, bounded by
+--      -infinity before the first day and +infinity after the last: a user has no
+--      activity in [s, e] exactly when one of its gaps has x < s and y > e, and each
+--      user has exactly one gap ending at +infinity (the cohort sizes);
+--   1  activity days (x = y = the day);
+--   2  ISO weeks with activity (x = y = the Monday);
+--   3  calendar months with activity (x = y = the first day).
+CREATE TABLE cohort_counts (
+    tenant text NOT NULL,
+    attr text NOT NULL,
+    value text NOT NULL,
+    kind smallint NOT NULL,
+    signup_day date NOT NULL,
+    x date NOT NULL,
+    y date NOT NULL,
+    users bigint NOT NULL,
+    PRIMARY KEY (tenant, attr, value, kind, signup_day, x, y)
+);
+-- The gaps still open at a date (y > as_of): the +infinity ones, and few others.
+CREATE INDEX cohort_gaps_by_end ON cohort_counts (tenant, attr, value, y, signup_day)
+    WHERE kind = 0;
