@@ -51,19 +51,37 @@ WHERE tenant = $1 AND attr = $2 AND value = $3 AND kind = 0 AND y = 'infinity'::
 GROUP BY signup_day
 """
 
-# Users active per signup day and period row (x) in [$7, $8].
+# Users active per signup day and period row (x) in [$7, $8], and within [$9, $10]
+# days of the signup day (a superset of the periods wanted of the user's cohort).
 _ACTIVE = """
 SELECT signup_day, x, sum(users)::bigint AS users FROM cohort_counts
 WHERE tenant = $1 AND attr = $2 AND value = $3 AND kind = $6
   AND signup_day BETWEEN $4::date AND $5::date AND x BETWEEN $7::date AND $8::date
+  AND x - signup_day BETWEEN $9::int AND $10::int
 GROUP BY signup_day, x
 """
 
-# Gaps still open after as_of ($6), by signup day and gap start.
+
+def _offsets(periods: list[int], granularity: CohortGranularity) -> tuple[int, int]:
+    """Day offsets from the signup day that hold the rows of `periods`, loosely bounded.
+
+    A cohort starts at most 6 (WEEK) or 30 (MONTH) days before a signup day, and a
+    period row's x is its period's first day; months last 28 to 31 days.
+    """
+    lo, hi = periods[0], periods[-1]
+    if granularity is CohortGranularity.DAY:
+        return lo, hi
+    if granularity is CohortGranularity.WEEK:
+        return 7 * lo - 6, 7 * hi
+    return 28 * lo - 30, 31 * hi
+
+
+# Gaps still open after as_of ($6) that start before the last period start wanted
+# ($7), by signup day and gap start.
 _OPEN_GAPS = """
 SELECT signup_day, x, sum(users)::bigint AS users FROM cohort_counts
 WHERE tenant = $1 AND attr = $2 AND value = $3 AND kind = 0 AND y > $6::date
-  AND signup_day BETWEEN $4::date AND $5::date
+  AND signup_day BETWEEN $4::date AND $5::date AND x < $7::date
 GROUP BY signup_day, x
 """
 
@@ -108,9 +126,11 @@ class RetentionStore:
             if wanted and query.mode is RetentionMode.ON_DAY:
                 lo = _bounded_start(starts[0], wanted[0], g)
                 hi = _bounded_end(starts[-1], wanted[-1], g)
-                rows = await conn.fetch(_ACTIVE, *args, _KIND[g], lo, hi)
+                rows = await conn.fetch(_ACTIVE, *args, _KIND[g], lo, hi, *_offsets(wanted, g))
             elif wanted:
-                rows = await conn.fetch(_OPEN_GAPS, *args, min(query.as_of, _LAST_DATE))
+                as_of = min(query.as_of, _LAST_DATE)
+                before = _bounded_start(starts[-1], wanted[-1], g)
+                rows = await conn.fetch(_OPEN_GAPS, *args, as_of, before)
         sizes: dict[date, int] = defaultdict(int)
         for r in size_rows:
             sizes[cohort_start(r["signup_day"], g)] += r["users"]
@@ -129,12 +149,18 @@ class RetentionStore:
         for r in rows:
             cohort = cohort_start(r["signup_day"], g)
             x = r["x"]
-            p = -1 if x < cohort else min(period_of(cohort, x, g), wanted[-1] if wanted else 0)
+            p = -1 if x < cohort else min(period_of(cohort, x, g), wanted[-1])
             missing[cohort][p] += r["users"]
+        if not wanted:
+            return CohortCounts(query.mode, dict(sizes), {}), position
         for cohort, size in sizes.items():
+            by_period = missing[cohort]
+            absent = by_period.get(-1, 0) + sum(by_period.get(p, 0) for p in range(wanted[0]))
             retained = []
-            for n in wanted:
-                absent = sum(u for p, u in missing[cohort].items() if p < n)
+            for i, n in enumerate(wanted):
+                # absent: the open gaps starting in a period < n (wanted is ascending).
+                if i:
+                    absent += sum(by_period.get(p, 0) for p in range(wanted[i - 1], n))
                 retained.append(size - absent)
             # CohortCounts sums an ON_OR_AFTER tally over periods >= n: store differences.
             for i, n in enumerate(wanted):

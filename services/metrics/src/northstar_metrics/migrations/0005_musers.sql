@@ -44,4 +44,8 @@ CREATE TABLE cohort_counts (
 );
 -- The gaps still open at a date (y > as_of): the +infinity ones, and few others.
 CREATE INDEX cohort_gaps_by_end ON cohort_counts (tenant, attr, value, y, signup_day)
+    INCLUDE (x, users)
     WHERE kind = 0;
+-- The activity rows of a signup-day range, read without visiting the table.
+CREATE INDEX cohort_active ON cohort_counts (tenant, attr, value, kind, signup_day, x)
+    INCLUDE (users) WHERE kind > 0;
