@@ -278,4 +278,7 @@ class UserFacts:
             return
         columns = [list(c) for c in zip(*changed, strict=True)]
         await conn.execute(_ADD_COUNTS, *columns, [delta[k] for k in changed])
-        await conn.execute(_DROP_ZEROS, *columns)
+        # Only a row that lost users can be back at zero.
+        lowered = [k for k in changed if delta[k] < 0]
+        if lowered:
+            await conn.execute(_DROP_ZEROS, *(list(c) for c in zip(*lowered, strict=True)))
