@@ -29,6 +29,8 @@ The difference touches a few rows: a new day splits one gap in two.
 
 from __future__ import annotations
 
+import itertools
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
@@ -100,28 +102,72 @@ _Key = tuple[date, str | None, str | None]  # signup day, plan, channel
 _Row = tuple[str, str, int, date, date, date]  # attr, value, kind, signup_day, x, y
 
 
-def contribution(key: _Key, days: Iterable[date]) -> dict[_Row, int]:
-    """What one user with this signup and these activity days adds to `cohort_counts`."""
-    signup_day, plan, channel = key
-    ordered = sorted(set(days))
-    items: set[tuple[int, date, date]] = set()
-    prev = OPEN_START
-    for d in ordered:
-        items.add((GAP, prev, d))
-        items.add((DAY, d, d))
-        week = d - timedelta(days=d.weekday())
-        items.add((WEEK, week, week))
-        month = d.replace(day=1)
-        items.add((MONTH, month, month))
-        prev = d
-    items.add((GAP, prev, OPEN_END))
+def _segments(key: _Key) -> list[tuple[str, str]]:
+    _, plan, channel = key
     segments = [("", "")]
     if plan is not None:
         segments.append(("plan", plan))
     if channel is not None:
         segments.append(("channel", channel))
+    return segments
+
+
+def _week(d: date) -> date:
+    return d - timedelta(days=d.weekday())
+
+
+def _month(d: date) -> date:
+    return d.replace(day=1)
+
+
+def contribution(key: _Key, days: Iterable[date]) -> dict[_Row, int]:
+    """What one user with this signup and these activity days adds to `cohort_counts`."""
+    items: set[tuple[int, date, date]] = set()
+    prev = OPEN_START
+    for d in sorted(set(days)):
+        items.add((GAP, prev, d))
+        items.add((DAY, d, d))
+        items.add((WEEK, _week(d), _week(d)))
+        items.add((MONTH, _month(d), _month(d)))
+        prev = d
+    items.add((GAP, prev, OPEN_END))
     return {
-        (attr, value, kind, signup_day, x, y): 1 for attr, value in segments for kind, x, y in items
+        (attr, value, kind, key[0], x, y): 1
+        for attr, value in _segments(key)
+        for kind, x, y in items
+    }
+
+
+def added_days(key: _Key, before: Sequence[date], new: Iterable[date]) -> dict[_Row, int]:
+    """contribution(key, before + new) minus contribution(key, before), from the new days.
+
+    Each run of new days between two stored neighbours splits that one gap into a chain;
+    a new day adds its day row, and its week / month row when no stored day had it.
+    """
+    stored = set(before)
+    fresh = sorted(set(new) - stored)
+    items: dict[tuple[int, date, date], int] = defaultdict(int)
+    weeks, months = {_week(d) for d in before}, {_month(d) for d in before}
+    runs: dict[tuple[date, date], list[date]] = defaultdict(list)
+    for d in fresh:
+        items[(DAY, d, d)] += 1
+        for kind, x, seen in ((WEEK, _week(d), weeks), (MONTH, _month(d), months)):
+            if x not in seen:
+                seen.add(x)
+                items[(kind, x, x)] += 1
+        i = bisect_left(before, d)
+        prev = before[i - 1] if i > 0 else OPEN_START
+        nxt = before[i] if i < len(before) else OPEN_END
+        runs[(prev, nxt)].append(d)
+    for (prev, nxt), inside in runs.items():
+        items[(GAP, prev, nxt)] -= 1
+        chain = [prev, *inside, nxt]
+        for a, b in itertools.pairwise(chain):
+            items[(GAP, a, b)] += 1
+    return {
+        (attr, value, kind, key[0], x, y): n
+        for attr, value in _segments(key)
+        for (kind, x, y), n in items.items()
     }
 
 
@@ -267,6 +313,10 @@ class UserFacts:
             if old == new and len(after) == len(before):
                 continue  # no new day, same signup: the same contribution
             tenant = user[0]
+            if old is not None and old == new:
+                for row, n in added_days(old, before, after).items():
+                    delta[(tenant, *row)] += n
+                continue
             if old is not None:
                 for row, n in contribution(old, before).items():
                     delta[(tenant, *row)] -= n
