@@ -14,14 +14,14 @@ from northstar_metrics.domain.activation import (
 )
 from northstar_metrics.domain.events import EventRow
 from northstar_metrics.domain.signups import Signup
-from northstar_metrics.domain.time import day_of, day_start_us
+from northstar_metrics.domain.time import day_start_us
 from northstar_metrics.domain.workflows import RunTally
 
 # The signups whose signup day is in [$2, $3], each with its first stage event at or
 # after signup: all kept per user by the projection in `user_facts` (see
 # adapters/user_facts.py), read by its (tenant, signup_day) index.
 _COHORT_SQL = """
-SELECT user_id, signup_event_id AS event_id, signup_ts_us AS ts_us, org_id, plan, channel,
+SELECT user_id, signup_ts_us, signup_day, plan, channel, org_id, signup_event_id,
   integration_connected_us, workflow_created_us, workflow_run_succeeded_us
 FROM user_facts
 WHERE tenant = $1 AND signup_day BETWEEN $2::date AND $3::date
@@ -66,30 +66,14 @@ class ActivationStore:
             starts = await conn.fetch(
                 _SUBSCRIPTIONS_SQL, tenant, lo, hi + PAID_CONVERSION_WINDOW_US
             )
-        cohort = [
-            Signup(
-                user_id=r["user_id"],
-                ts_us=r["ts_us"],
-                day=day_of(r["ts_us"]),
-                plan=r["plan"],
-                channel=r["channel"],
-                org_id=r["org_id"],
-                event_id=r["event_id"],
-            )
-            for r in rows
-        ]
+        # Positional: the columns are selected in Signup's field order.
+        cohort = [Signup(*r[:7]) for r in rows]
         converted = paid_conversions(
             cohort,
             (EventRow(r[0], r[1], r[2], r[3], r[4], {}) for r in starts),
         )
         found = [
-            SignupProgress(
-                signup=s,
-                integration_connected_us=r["integration_connected_us"],
-                workflow_created_us=r["workflow_created_us"],
-                workflow_run_succeeded_us=r["workflow_run_succeeded_us"],
-                converted=s.user_id in converted,
-            )
+            SignupProgress(s, r[7], r[8], r[9], s.user_id in converted)
             for s, r in zip(cohort, rows, strict=True)
         ]
         return found, position
