@@ -46,7 +46,8 @@ WHERE tenant = $1 AND signup_day BETWEEN $2::date AND $3::date
 _SUMMARY_SQL = """
 WITH c AS MATERIALIZED (
   SELECT user_id, signup_ts_us AS ts, org_id,
-    CASE $4::text WHEN 'plan' THEN plan WHEN 'channel' THEN channel END AS seg,
+    -- Grouped bytewise (the segments' order is set in Python): faster than a locale.
+    (CASE $4::text WHEN 'plan' THEN plan WHEN 'channel' THEN channel END) COLLATE "C" AS seg,
     (plan = 'free' AND org_id <> '') AS eligible,
     integration_connected_us - signup_ts_us AS d0,
     workflow_created_us - signup_ts_us AS d1,
@@ -199,6 +200,8 @@ class ActivationStore:
         lo, hi = day_start_us(first), day_start_us(last + timedelta(days=1))
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
             position = await activity_position(conn)
+            # Sorting a quarter's signups per segment needs more than the default.
+            await conn.execute("SET LOCAL work_mem = '64MB'")
             rows = await conn.fetch(
                 _SUMMARY_SQL,
                 tenant,
