@@ -1,4 +1,4 @@
-"""The activation and workflow facts of a tenant, read from the `events` table."""
+"""The activation and workflow facts of a tenant, from `user_facts` and `events`."""
 
 from __future__ import annotations
 
@@ -8,58 +8,120 @@ import asyncpg
 
 from northstar_metrics.adapters.event_store import activity_position
 from northstar_metrics.domain.activation import (
+    ACTIVATION_WINDOW_US,
+    FAST_ACTIVATION_US,
     PAID_CONVERSION_WINDOW_US,
-    SignupProgress,
-    paid_conversions,
+    US_PER_SECOND,
+    ActivationSegment,
+    ActivationSummary,
+    CohortAttribute,
+    TimeToValue,
+    interpolate,
 )
-from northstar_metrics.domain.events import EventRow
-from northstar_metrics.domain.signups import Signup
-from northstar_metrics.domain.time import day_of, day_start_us
+from northstar_metrics.domain.ratios import ratio
+from northstar_metrics.domain.time import day_start_us
 from northstar_metrics.domain.workflows import RunTally
 
-# The signups whose earliest user.signup (timestamp, then event_id in code point
-# order: COLLATE "C") lies in [$2, $3), each with its first stage event at or after
-# signup. Both lookups walk events_by_user_time for one user from a timestamp on, so
-# the cost follows the signups of the range, not the size of the log.
-_COHORT_SQL = """
-WITH cohort AS (
-  SELECT c.user_id, c.event_id, c.ts_us, c.org_id,
-    CASE WHEN jsonb_typeof(c.properties->'plan') = 'string'
-         THEN c.properties->>'plan' END AS plan,
-    CASE WHEN jsonb_typeof(c.properties->'channel') = 'string'
-         THEN c.properties->>'channel' END AS channel
-  FROM events c
-  WHERE c.tenant = $1 AND c.event = 'user.signup' AND c.user_id <> ''
-    AND c.ts_us >= $2 AND c.ts_us < $3
-    AND NOT EXISTS (
-      SELECT 1 FROM events p
-      WHERE p.tenant = $1 AND p.user_id = c.user_id AND p.user_id <> ''
-        AND p.event = 'user.signup' AND p.ts_us <= c.ts_us
-        AND (p.ts_us < c.ts_us OR p.event_id COLLATE "C" < c.event_id COLLATE "C"))
+# The activation numbers of the signups of [$2, $3], overall and per value of the
+# breakdown column ($4: 'plan', 'channel' or NULL for none), in one pass over their
+# `user_facts` rows: integer counts, and per stage the number of durations (us) and
+# the two order statistics around each percentile's index ((n - 1) * q, in float8 as
+# Python computes it), interpolated as domain/activation.py `percentile` does.
+# A signup converts when its org started a subscription within 30 days of it (the
+# subscriptions of the range are few: hashed on org_id, joined once).
+_SUMMARY_SQL = """
+WITH c AS MATERIALIZED (
+  SELECT user_id, signup_ts_us AS ts, org_id,
+    -- Grouped bytewise (the segments' order is set in Python): faster than a locale.
+    (CASE $4::text WHEN 'plan' THEN plan WHEN 'channel' THEN channel END) COLLATE "C" AS seg,
+    (plan = 'free' AND org_id <> '') AS eligible,
+    integration_connected_us - signup_ts_us AS d0,
+    workflow_created_us - signup_ts_us AS d1,
+    workflow_run_succeeded_us - signup_ts_us AS d2
+  FROM user_facts WHERE tenant = $1 AND signup_day BETWEEN $2::date AND $3::date
+), subs AS MATERIALIZED (
+  SELECT org_id, ts_us FROM events
+  WHERE tenant = $1 AND event = 'subscription.started' AND org_id <> ''
+    AND ts_us >= $5 AND ts_us < $6
+), converted AS (
+  SELECT DISTINCT c.user_id FROM c JOIN subs s ON s.org_id = c.org_id
+  WHERE c.eligible AND s.ts_us >= c.ts AND s.ts_us <= c.ts + $7
 )
-SELECT s.user_id, s.event_id, s.ts_us, s.org_id, s.plan, s.channel,
-  (SELECT e.ts_us FROM events e
-    WHERE e.tenant = $1 AND e.user_id = s.user_id AND e.user_id <> ''
-      AND e.ts_us >= s.ts_us AND e.event = 'integration.connected'
-    ORDER BY e.ts_us LIMIT 1) AS integration_connected_us,
-  (SELECT e.ts_us FROM events e
-    WHERE e.tenant = $1 AND e.user_id = s.user_id AND e.user_id <> ''
-      AND e.ts_us >= s.ts_us AND e.event = 'workflow.created'
-    ORDER BY e.ts_us LIMIT 1) AS workflow_created_us,
-  (SELECT e.ts_us FROM events e
-    WHERE e.tenant = $1 AND e.user_id = s.user_id AND e.user_id <> ''
-      AND e.ts_us >= s.ts_us AND e.event = 'workflow.run'
-      AND e.properties->'status' = '"success"'::jsonb
-    ORDER BY e.ts_us LIMIT 1) AS workflow_run_succeeded_us
-FROM cohort s
+SELECT overall, seg, signups, activated, fast, eligible, paid, n0, n1, n2{ranks} FROM (
+SELECT GROUPING(seg) AS overall, seg, count(*) AS signups,
+  count(*) FILTER (WHERE d1 <= $8) AS activated,
+  count(*) FILTER (WHERE d2 <= $9) AS fast,
+  count(*) FILTER (WHERE eligible) AS eligible,
+  count(*) FILTER (WHERE eligible AND user_id IN (SELECT user_id FROM converted)) AS paid,
+  count(d0) AS n0, array_agg(d0 ORDER BY d0) FILTER (WHERE d0 IS NOT NULL) AS s0,
+  count(d1) AS n1, array_agg(d1 ORDER BY d1) FILTER (WHERE d1 IS NOT NULL) AS s1,
+  count(d2) AS n2, array_agg(d2 ORDER BY d2) FILTER (WHERE d2 IS NOT NULL) AS s2
+FROM c
+GROUP BY GROUPING SETS ((), (seg))
+) g
 """
+# Per stage k and percentile (m: 0.5, p: 0.9), the order statistics at the ranks of
+# domain/activation.py `percentile_ranks` (1-based in SQL arrays).
+_RANK = (
+    ", s{k}[floor((n{k} - 1) * {q}::float8)::int + 1] AS {name}{k}a"
+    ", s{k}[least(floor((n{k} - 1) * {q}::float8)::int + 1, n{k} - 1) + 1] AS {name}{k}b"
+)
+_SUMMARY_SQL = _SUMMARY_SQL.format(
+    ranks="".join(
+        _RANK.format(k=k, q=q, name=name) for k in range(3) for name, q in (("m", 0.5), ("p", 0.9))
+    )
+)
 
-_SUBSCRIPTIONS_SQL = """
-SELECT event_id, event, user_id, org_id, ts_us
-FROM events
-WHERE tenant = $1 AND event = 'subscription.started' AND org_id <> ''
-  AND ts_us >= $2 AND ts_us < $3
-"""
+
+def _time_to_value(r: asyncpg.Record, stage: int) -> TimeToValue:
+    n = r[f"n{stage}"]
+    if not n:
+        return TimeToValue(0, None, None)
+    median, p90 = (
+        interpolate(
+            n, q, r[f"{name}{stage}a"] / US_PER_SECOND, r[f"{name}{stage}b"] / US_PER_SECOND
+        )
+        for name, q in (("m", 0.5), ("p", 0.9))
+    )
+    return TimeToValue(n, median, p90)
+
+
+def _summary(r: asyncpg.Record) -> ActivationSummary:
+    signups, activated, fast, eligible, paid = (
+        r["signups"],
+        r["activated"],
+        r["fast"],
+        r["eligible"],
+        r["paid"],
+    )
+    return ActivationSummary(
+        signups=signups,
+        activated=activated,
+        activation_rate=ratio(activated, signups),
+        integration_connected=_time_to_value(r, 0),
+        workflow_created=_time_to_value(r, 1),
+        workflow_run_succeeded=_time_to_value(r, 2),
+        fast_activated=fast,
+        signup_to_value_30m=ratio(fast, signups),
+        free_signups_with_org=eligible,
+        paid_conversions=paid,
+        paid_conversion_rate=ratio(paid, eligible),
+    )
+
+
+_EMPTY = ActivationSummary(
+    0,
+    0,
+    None,
+    TimeToValue(0, None, None),
+    TimeToValue(0, None, None),
+    TimeToValue(0, None, None),
+    0,
+    None,
+    0,
+    0,
+    None,
+)
 
 # Valid-status runs per day offset and workflow: a run without a string workflow_id
 # (or with an empty one) is grouped under NULL, counted as a run but as no workflow.
@@ -82,47 +144,40 @@ class ActivationStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def cohort(
-        self, tenant: str, first: date, last: date
-    ) -> tuple[list[SignupProgress], int]:
-        """The signups of [first, last] with their stage times and conversions; position."""
+    async def summaries(
+        self, tenant: str, first: date, last: date, attribute: CohortAttribute | None
+    ) -> tuple[ActivationSummary, list[ActivationSegment], int]:
+        """The overall summary of [first, last], its breakdown by `attribute`; position.
+
+        The same numbers as domain/activation.py `summarize` and `breakdown` over
+        `cohort(...)`, aggregated in PostgreSQL: segments in string order of their
+        value, then the signups without one.
+        """
         lo, hi = day_start_us(first), day_start_us(last + timedelta(days=1))
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
-            # The plan's cost estimate is high (one probe per signup), which triggers JIT
-            # compilation that takes longer than the query itself.
-            await conn.execute("SET LOCAL jit = off")
             position = await activity_position(conn)
-            rows = await conn.fetch(_COHORT_SQL, tenant, lo, hi)
-            starts = await conn.fetch(
-                _SUBSCRIPTIONS_SQL, tenant, lo, hi + PAID_CONVERSION_WINDOW_US
+            # Sorting a quarter's signups per segment needs more than the default.
+            await conn.execute("SET LOCAL work_mem = '64MB'")
+            rows = await conn.fetch(
+                _SUMMARY_SQL,
+                tenant,
+                first,
+                last,
+                attribute.value if attribute else None,
+                lo,
+                hi + PAID_CONVERSION_WINDOW_US,
+                PAID_CONVERSION_WINDOW_US,
+                ACTIVATION_WINDOW_US,
+                FAST_ACTIVATION_US,
             )
-        cohort = [
-            Signup(
-                user_id=r["user_id"],
-                ts_us=r["ts_us"],
-                day=day_of(r["ts_us"]),
-                plan=r["plan"],
-                channel=r["channel"],
-                org_id=r["org_id"],
-                event_id=r["event_id"],
-            )
-            for r in rows
-        ]
-        converted = paid_conversions(
-            cohort,
-            (EventRow(r[0], r[1], r[2], r[3], r[4], {}) for r in starts),
-        )
-        found = [
-            SignupProgress(
-                signup=s,
-                integration_connected_us=r["integration_connected_us"],
-                workflow_created_us=r["workflow_created_us"],
-                workflow_run_succeeded_us=r["workflow_run_succeeded_us"],
-                converted=s.user_id in converted,
-            )
-            for s, r in zip(cohort, rows, strict=True)
-        ]
-        return found, position
+        overall = next((_summary(r) for r in rows if r["overall"]), _EMPTY)
+        if attribute is None:
+            return overall, [], position
+        groups = {r["seg"]: _summary(r) for r in rows if not r["overall"]}
+        values: list[str | None] = [*sorted(v for v in groups if v is not None)]
+        if None in groups:
+            values.append(None)
+        return overall, [ActivationSegment(v, groups[v]) for v in values], position
 
     async def run_tallies(self, tenant: str, first: date, last: date) -> tuple[list[RunTally], int]:
         """The valid-status runs of [first, last] per day and workflow; position."""

@@ -1,123 +1,103 @@
-"""Cohort counts for retention, aggregated in PostgreSQL from `events` and `user_days`.
+"""Cohort counts for retention, summed from the `cohort_counts` read model.
 
-One statement per query: the users' signups (earliest `user.signup` by timestamp, then
-event_id in code-point order: `COLLATE "C"` compares UTF-8 bytes, which orders like code
-points), their cohorts, and the users counted per (cohort, period), so that only
-cohort-by-period counts leave the database. domain/retention.py `count_cohorts` is the
-same computation in plain Python; the tests hold the two to the same answers.
+`cohort_counts` (kept by adapters/user_facts.py) holds per signup day and segment how
+many users were active on each day, ISO week and month, and the gaps between each
+user's consecutive activity days. A query reads the rows of its signup days only
+(index range on (tenant, attr, value, kind, signup_day)) and sums them per cohort in
+Python, so its cost follows the cohorts of the range, not the users or the history:
+
+- cohort size: the users' gaps ending at +infinity (one per user);
+- ON_DAY, period n: the users with an activity day (DAY), week (WEEK) or month
+  (MONTH) row in period n. A user has one row per day / week / month, so the sum over
+  the cohort's signup days counts distinct users;
+- ON_OR_AFTER, period n: the cohort size minus the users with no activity in
+  [start of period n, as_of], which are exactly the users with a gap (x, y) such that
+  x < start of period n and y > as_of (a user has at most one: gaps are disjoint).
+
+domain/retention.py `count_cohorts` is the same computation in plain Python over
+signups and activity days; the tests hold the two to the same answers.
 """
 
 from __future__ import annotations
 
-import contextlib
+from collections import defaultdict
 from datetime import date, timedelta
 
 import asyncpg
 
 from northstar_metrics.adapters.event_store import activity_position
+from northstar_metrics.adapters.user_facts import DAY, MONTH, WEEK
 from northstar_metrics.domain.retention import (
     CohortCounts,
     CohortGranularity,
     CohortQuery,
     RetentionMode,
+    cohort_start,
     cohort_starts,
     period_end,
+    period_of,
+    period_start,
 )
-from northstar_metrics.domain.time import day_start_us
 
-# Days since the epoch of a timestamp (floor division, in integers: numeric is slow).
-_DAY_NUMBER = "(ts_us / 86400000000 - CASE WHEN ts_us % 86400000000 < 0 THEN 1 ELSE 0 END)::int"
-# Sorting and hashing a tenant's signups and activity days needs more than the default.
-_WORK_MEM = "SET LOCAL work_mem = '256MB'"
+_KIND = {CohortGranularity.DAY: DAY, CohortGranularity.WEEK: WEEK, CohortGranularity.MONTH: MONTH}
+# The latest date PostgreSQL stores below `infinity` (which asyncpg writes for date.max).
+_LAST_DATE = date.max - timedelta(days=1)
 
-# The first day of the cohort period of `signup_day`. Casting to `timestamp` (no time
-# zone) keeps the session's time zone out of date_trunc.
-_COHORT = {
-    CohortGranularity.DAY: "signup_day",
-    CohortGranularity.WEEK: "date_trunc('week', signup_day::timestamp)::date",
-    CohortGranularity.MONTH: "date_trunc('month', signup_day::timestamp)::date",
-}
-
-
-def _months(column: str) -> str:
-    return f"(extract(year FROM {column})::int * 12 + extract(month FROM {column})::int)"
-
-
-# The period of the cohort `cohort` holding the activity day `{day}` (>= cohort).
-_PERIOD = {
-    CohortGranularity.DAY: "({day} - cohort)",
-    CohortGranularity.WEEK: "(({day} - cohort) / 7)",
-    CohortGranularity.MONTH: f"({_months('{day}')} - {_months('cohort')})",
-}
-
-# $1 tenant, $2 signups before this instant (us), $3 segment property or NULL,
-# $4 segment value, $5/$6 first/last cohort start.
-_COHORTS = """
-WITH firsts AS (
-  SELECT DISTINCT ON (user_id) user_id, ts_us, properties
-  FROM events
-  WHERE tenant = $1 AND event = 'user.signup' AND user_id <> '' AND ts_us < $2
-  ORDER BY user_id, ts_us, event_id COLLATE "C"
-), signups AS (
-  SELECT user_id, date '1970-01-01' + {day_number} AS signup_day
-  FROM firsts
-  WHERE $3::text IS NULL OR properties -> $3::text = to_jsonb($4::text)
-), cohorts AS MATERIALIZED (
-  SELECT user_id, cohort FROM (SELECT user_id, {cohort} AS cohort FROM signups) s
-  WHERE cohort BETWEEN $5::date AND $6::date
-)
-SELECT cohort, NULL::int AS period, count(*) AS users FROM cohorts GROUP BY cohort
-UNION ALL
-{tally}
+# $1 tenant, $2/$3 segment ('' / '' for everyone), $4/$5 first/last signup day.
+_SIZES = """
+SELECT signup_day, sum(users)::bigint AS users FROM cohort_counts
+WHERE tenant = $1 AND attr = $2 AND value = $3 AND kind = 0 AND y = 'infinity'::date
+  AND signup_day BETWEEN $4::date AND $5::date
+GROUP BY signup_day
 """
 
-# The first day of period `{n}` of the cohort `cohort`.
-_PERIOD_START = {
-    CohortGranularity.DAY: "(cohort + {n})",
-    CohortGranularity.WEEK: "(cohort + 7 * {n})",
-    CohortGranularity.MONTH: "(cohort + make_interval(months => {n}))::date",
-}
-
-# ON_DAY: users with activity in each period. $7 last activity day; $8/$9 first and
-# last period wanted, turned into day bounds per cohort so that the primary key index
-# (tenant, user_id, day) reads only the days that can count. A user has one row per
-# day, so for DAY cohorts (one day per period) count(*) counts users; longer periods
-# first keep one row per (user, period).
-_ON_DAY = """
-SELECT cohort, period, count(*) AS users FROM (
-  SELECT {distinct} c.cohort, c.user_id, {period} AS period
-  FROM (SELECT cohort, user_id, {since} AS since, {until} AS until FROM cohorts) c
-  JOIN user_days u ON u.tenant = $1 AND u.user_id = c.user_id
-  WHERE u.day >= c.since AND u.day < c.until AND u.day <= $7::date
-) a
-GROUP BY cohort, period
-"""
-
-# ON_OR_AFTER: users by the period of their latest activity day on or before $7 (as_of),
-# one backward index probe per user.
-_ON_OR_AFTER = """
-SELECT cohort, {period} AS period, count(*) AS users FROM (
-  SELECT c.cohort, (
-    SELECT max(u.day) FROM user_days u
-    WHERE u.tenant = $1 AND u.user_id = c.user_id AND u.day >= c.cohort AND u.day <= $7::date
-  ) AS last_day
-  FROM cohorts c
-) a
-WHERE last_day IS NOT NULL
-GROUP BY 1, 2
+# Users active per signup day and period row (x) in [$7, $8], and within [$9, $10]
+# days of the signup day (a superset of the periods wanted of the user's cohort).
+_ACTIVE = """
+SELECT signup_day, x, sum(users)::bigint AS users FROM cohort_counts
+WHERE tenant = $1 AND attr = $2 AND value = $3 AND kind = $6
+  AND signup_day BETWEEN $4::date AND $5::date AND x BETWEEN $7::date AND $8::date
+  AND x - signup_day BETWEEN $9::int AND $10::int
+GROUP BY signup_day, x
 """
 
 
-def _sql(granularity: CohortGranularity, mode: RetentionMode) -> str:
-    if mode is RetentionMode.ON_DAY:
-        distinct = "" if granularity is CohortGranularity.DAY else "DISTINCT"
-        period = _PERIOD[granularity].format(day="u.day")
-        since = _PERIOD_START[granularity].format(n="$8::int")
-        until = _PERIOD_START[granularity].format(n="($9::int + 1)")
-        tally = _ON_DAY.format(distinct=distinct, period=period, since=since, until=until)
-    else:
-        tally = _ON_OR_AFTER.format(period=_PERIOD[granularity].format(day="last_day"))
-    return _COHORTS.format(cohort=_COHORT[granularity], tally=tally, day_number=_DAY_NUMBER)
+def _offsets(periods: list[int], granularity: CohortGranularity) -> tuple[int, int]:
+    """Day offsets from the signup day that hold the rows of `periods`, loosely bounded.
+
+    A cohort starts at most 6 (WEEK) or 30 (MONTH) days before a signup day, and a
+    period row's x is its period's first day; months last 28 to 31 days.
+    """
+    lo, hi = periods[0], periods[-1]
+    if granularity is CohortGranularity.DAY:
+        return lo, hi
+    if granularity is CohortGranularity.WEEK:
+        return 7 * lo - 6, 7 * hi
+    return 28 * lo - 30, 31 * hi
+
+
+# Gaps still open after as_of ($6) that start before the last period start wanted
+# ($7), by signup day and gap start.
+_OPEN_GAPS = """
+SELECT signup_day, x, sum(users)::bigint AS users FROM cohort_counts
+WHERE tenant = $1 AND attr = $2 AND value = $3 AND kind = 0 AND y > $6::date
+  AND signup_day BETWEEN $4::date AND $5::date AND x < $7::date
+GROUP BY signup_day, x
+"""
+
+
+def _bounded_start(cohort: date, n: int, granularity: CohortGranularity) -> date:
+    try:
+        return min(period_start(cohort, n, granularity), _LAST_DATE)
+    except OverflowError:
+        return _LAST_DATE
+
+
+def _bounded_end(cohort: date, n: int, granularity: CohortGranularity) -> date:
+    try:
+        return min(period_end(cohort, n, granularity), _LAST_DATE)
+    except OverflowError:
+        return _LAST_DATE
 
 
 class RetentionStore:
@@ -129,46 +109,61 @@ class RetentionStore:
     async def cohort_counts(
         self, tenant: str, query: CohortQuery, periods: range
     ) -> tuple[CohortCounts, int]:
-        """The counts of `query` (ON_DAY: only `periods`), and the log position they reflect."""
-        starts = cohort_starts(query.first, query.last, query.granularity)
-        if not starts:
-            return CohortCounts(query.mode, {}, {}), await self._position()
-        last_signup_day = period_end(starts[-1], 0, query.granularity)
-        signups_before = day_start_us(
-            min(last_signup_day, date.max - timedelta(days=1)) + timedelta(1)
-        )
-        last_day = query.as_of
-        if query.mode is RetentionMode.ON_DAY:
-            # Days after the last wanted period of the last cohort cannot count.
-            with contextlib.suppress(OverflowError):
-                last_day = min(
-                    last_day, period_end(starts[-1], periods.stop - 1, query.granularity)
-                )
+        """The counts of `query` for `periods` (period 0 is the size), and the log position."""
+        g = query.granularity
+        starts = cohort_starts(query.first, query.last, g)
+        wanted = [n for n in periods if n >= 1]
         segment = query.segment
+        attr = segment.attribute.value if segment else ""
+        value = segment.value if segment else ""
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
-            args: list[object] = [
-                tenant,
-                signups_before,
-                segment.attribute.value if segment else None,
-                segment.value if segment else None,
-                starts[0],
-                starts[-1],
-                last_day,
-            ]
-            if query.mode is RetentionMode.ON_DAY:
-                args += [periods.start, periods.stop - 1]
-            await conn.execute(_WORK_MEM)
-            rows = await conn.fetch(_sql(query.granularity, query.mode), *args)
             position = await activity_position(conn)
-        sizes: dict[date, int] = {}
-        tally: dict[tuple[date, int], int] = {}
+            if not starts:
+                return CohortCounts(query.mode, {}, {}), position
+            args = [tenant, attr, value, starts[0], period_end(starts[-1], 0, g)]
+            size_rows = await conn.fetch(_SIZES, *args)
+            rows: list[asyncpg.Record] = []
+            if wanted and query.mode is RetentionMode.ON_DAY:
+                lo = _bounded_start(starts[0], wanted[0], g)
+                hi = _bounded_end(starts[-1], wanted[-1], g)
+                rows = await conn.fetch(_ACTIVE, *args, _KIND[g], lo, hi, *_offsets(wanted, g))
+            elif wanted:
+                as_of = min(query.as_of, _LAST_DATE)
+                before = _bounded_start(starts[-1], wanted[-1], g)
+                rows = await conn.fetch(_OPEN_GAPS, *args, as_of, before)
+        sizes: dict[date, int] = defaultdict(int)
+        for r in size_rows:
+            sizes[cohort_start(r["signup_day"], g)] += r["users"]
+        tally: dict[tuple[date, int], int] = defaultdict(int)
+        if query.mode is RetentionMode.ON_DAY:
+            members = set(wanted)
+            for r in rows:
+                cohort = cohort_start(r["signup_day"], g)
+                p = period_of(cohort, r["x"], g)
+                if p in members:
+                    tally[(cohort, p)] += r["users"]
+            return CohortCounts(query.mode, dict(sizes), dict(tally)), position
+        # ON_OR_AFTER: users without activity in [start of period n, as_of], by the
+        # period of their open gap's start (-1: before the cohort, or -infinity).
+        missing: dict[date, dict[int, int]] = defaultdict(lambda: defaultdict(int))
         for r in rows:
-            if r["period"] is None:
-                sizes[r["cohort"]] = r["users"]
-            else:
-                tally[(r["cohort"], r["period"])] = r["users"]
-        return CohortCounts(query.mode, sizes, tally), position
-
-    async def _position(self) -> int:
-        async with self._pool.acquire() as conn:
-            return await activity_position(conn)
+            cohort = cohort_start(r["signup_day"], g)
+            x = r["x"]
+            p = -1 if x < cohort else min(period_of(cohort, x, g), wanted[-1])
+            missing[cohort][p] += r["users"]
+        if not wanted:
+            return CohortCounts(query.mode, dict(sizes), {}), position
+        for cohort, size in sizes.items():
+            by_period = missing[cohort]
+            absent = by_period.get(-1, 0) + sum(by_period.get(p, 0) for p in range(wanted[0]))
+            retained = []
+            for i, n in enumerate(wanted):
+                # absent: the open gaps starting in a period < n (wanted is ascending).
+                if i:
+                    absent += sum(by_period.get(p, 0) for p in range(wanted[i - 1], n))
+                retained.append(size - absent)
+            # CohortCounts sums an ON_OR_AFTER tally over periods >= n: store differences.
+            for i, n in enumerate(wanted):
+                later = retained[i + 1] if i + 1 < len(retained) else 0
+                tally[(cohort, n)] = retained[i] - later
+        return CohortCounts(query.mode, dict(sizes), dict(tally)), position

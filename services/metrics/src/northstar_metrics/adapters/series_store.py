@@ -133,11 +133,10 @@ class SeriesStore:
         """Timestamps of the users' earliest `user.signup` that fall in [first, last]."""
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
-                "SELECT min(ts_us) FROM events"
-                " WHERE tenant = $1 AND event = 'user.signup' AND user_id <> ''"
-                " GROUP BY user_id HAVING min(ts_us) >= $2 AND min(ts_us) < $3",
+                "SELECT signup_ts_us FROM user_facts"
+                " WHERE tenant = $1 AND signup_day BETWEEN $2::date AND $3::date",
                 tenant,
-                day_start_us(first),
-                day_start_us(last + timedelta(days=1)),
+                first,
+                last,
             )
         return [int(r[0]) for r in rows]

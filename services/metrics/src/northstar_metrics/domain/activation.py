@@ -122,11 +122,20 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    index = (len(ordered) - 1) * q
-    below = math.floor(index)
-    above = min(below + 1, len(ordered) - 1)
-    weight = index - below
-    a, b = ordered[below], ordered[above]
+    below, above = percentile_ranks(len(ordered), q)
+    return interpolate(len(ordered), q, ordered[below], ordered[above])
+
+
+def percentile_ranks(n: int, q: float) -> tuple[int, int]:
+    """The 0-based ranks of the two order statistics numpy interpolates between."""
+    below = math.floor((n - 1) * q)
+    return below, min(below + 1, n - 1)
+
+
+def interpolate(n: int, q: float, a: float, b: float) -> float:
+    """numpy's linear quantile q of n values whose order statistics at the ranks are a, b."""
+    index = (n - 1) * q
+    weight = index - math.floor(index)
     # numpy's _lerp interpolates from the nearer end, so ours matches it to the last bit.
     if weight >= 0.5:
         return b - (b - a) * (1 - weight)

@@ -12,8 +12,6 @@ from northstar_metrics.domain.activation import (
     ActivationSummary,
     CohortAttribute,
     TimeToValue,
-    breakdown,
-    summarize,
 )
 from northstar_metrics.domain.workflows import (
     Granularity,
@@ -106,14 +104,14 @@ class ActivationRpcs:
                 ],
             )
         attribute = _BREAKDOWNS[request.breakdown]
-        cohort, position = await ActivationStore(self.deps.pool).cohort(
-            current_principal().tenant, first, last
+        overall, segments, position = await ActivationStore(self.deps.pool).summaries(
+            current_principal().tenant, first, last, attribute
         )
         response = activation_pb2.ActivationResponse(
-            overall=_summary(summarize(cohort)), log_position=position
+            overall=_summary(overall), log_position=position
         )
         if attribute is not None:
-            for segment in breakdown(cohort, attribute):
+            for segment in segments:
                 row = response.segments.add(summary=_summary(segment.summary))
                 if segment.value is not None:
                     row.value = segment.value
