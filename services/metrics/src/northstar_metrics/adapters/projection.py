@@ -11,6 +11,7 @@ from datetime import date
 import orjson
 
 from northstar.log.v1 import log_pb2
+from northstar_metrics.adapters.daily_counts import DailyCounts
 from northstar_metrics.domain.active_users import MAO_WINDOW, WINDOWS, NewDay, coverage_deltas
 from northstar_metrics.domain.time import day_of
 from northstar_runtime.codec import decode_batch
@@ -93,6 +94,7 @@ class ActivityProjection:
         ]
         fresh = await self._dedup(conn, events)
         await self._store_events(conn, fresh)
+        await DailyCounts().apply(conn, fresh)
         users: set[tuple[str, str, date]] = set()
         orgs: set[tuple[str, str, date]] = set()
         for ev in fresh:
@@ -253,3 +255,4 @@ class ActivityProjection:
             "TRUNCATE events_seen, events, user_days, org_success_days, active_deltas,"
             " quality_daily"
         )
+        await conn.execute("TRUNCATE " + ", ".join(DailyCounts.reset_tables))
