@@ -21,6 +21,8 @@ from .conftest import TENANTS, MetricsUnderTest
 _TABLES = {
     "run_days": "SELECT day, workflow_id, successful, failed FROM run_days"
     " WHERE tenant = $1 ORDER BY day, workflow_id",
+    "run_day_totals": "SELECT day, successful, failed FROM run_day_totals"
+    " WHERE tenant = $1 ORDER BY day",
     "event_days": "SELECT event, day, n FROM event_days WHERE tenant = $1 ORDER BY event, day",
 }
 
@@ -98,6 +100,7 @@ async def test_late_runs_duplicates_and_odd_properties(metrics: MetricsUnderTest
         RunTally(day[1], None, 1, 0),
     ]
     tables = await snapshot(metrics, tenant)
+    assert tables["run_day_totals"] == [(day[-3], 0, 1), (day[0], 2, 1), (day[1], 1, 0)]
     assert tables["event_days"] == [
         ("page.viewed", day[1], 1),
         ("workflow.run", day[-3], 1),

@@ -40,9 +40,9 @@ def run_key(e: log_pb2.StoredEvent) -> tuple[str, str] | None:
 
 
 class DailyCounts:
-    """Maintains `run_days` and `event_days` from each batch's first-seen events."""
+    """Maintains `run_days`, `run_day_totals` and `event_days` from each batch."""
 
-    reset_tables = ("run_days", "event_days")
+    reset_tables = ("run_days", "run_day_totals", "event_days")
 
     async def apply(self, conn: Connection, fresh: Sequence[_Event]) -> None:
         """Add the batch's events to the per-day counts (one statement per table)."""
@@ -84,4 +84,21 @@ class DailyCounts:
                 [k[2] for k in keys3],
                 [cells[k][0] for k in keys3],
                 [cells[k][1] for k in keys3],
+            )
+            totals: dict[tuple[str, date], list[int]] = {}
+            for (tenant, day, _), (successful, failed) in cells.items():
+                t = totals.setdefault((tenant, day), [0, 0])
+                t[0] += successful
+                t[1] += failed
+            keys2 = sorted(totals)
+            await conn.execute(
+                "INSERT INTO run_day_totals (tenant, day, successful, failed)"
+                " SELECT * FROM unnest($1::text[], $2::date[], $3::bigint[], $4::bigint[])"
+                " ON CONFLICT (tenant, day) DO UPDATE SET"
+                " successful = run_day_totals.successful + excluded.successful,"
+                " failed = run_day_totals.failed + excluded.failed",
+                [k[0] for k in keys2],
+                [k[1] for k in keys2],
+                [totals[k][0] for k in keys2],
+                [totals[k][1] for k in keys2],
             )

@@ -104,13 +104,12 @@ class SeriesStore:
 
         A valid status is the JSON string `success` or `failed`, exactly as
         `domain.workflows.run_status` reads it; read from the per-day rollup
-        `run_days` (see adapters/daily_counts.py).
+        `run_day_totals` (see adapters/daily_counts.py).
         """
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
-                "SELECT day, sum(successful + failed) AS runs, sum(failed) AS failed"
-                " FROM run_days WHERE tenant = $1 AND day >= $2 AND day <= $3"
-                " GROUP BY day",
+                "SELECT day, successful + failed AS runs, failed FROM run_day_totals"
+                " WHERE tenant = $1 AND day >= $2 AND day <= $3 AND successful + failed > 0",
                 tenant,
                 first,
                 last,

@@ -18,3 +18,13 @@ CREATE TABLE event_days (
     n bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (tenant, event, day)
 );
+
+-- The same runs summed over the workflows (the workflow-runs and error-rate
+-- series): one row per day, so a quarter is ~90 rows whatever the workflows.
+CREATE TABLE run_day_totals (
+    tenant text NOT NULL,
+    day date NOT NULL,
+    successful bigint NOT NULL DEFAULT 0,
+    failed bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant, day)
+);
