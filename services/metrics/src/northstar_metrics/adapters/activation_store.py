@@ -123,18 +123,13 @@ _EMPTY = ActivationSummary(
     None,
 )
 
-# Valid-status runs per day offset and workflow: a run without a string workflow_id
-# (or with an empty one) is grouped under NULL, counted as a run but as no workflow.
+# Valid-status runs per day and workflow, from the per-day rollup: a run without a
+# string workflow_id (or with an empty one) is kept under '' and read as NULL,
+# counted as a run but as no workflow.
 _RUN_TALLIES_SQL = """
-SELECT (ts_us - $2) / 86400000000 AS day_offset,
-  NULLIF(CASE WHEN jsonb_typeof(properties->'workflow_id') = 'string'
-              THEN properties->>'workflow_id' END, '') AS workflow_id,
-  count(*) FILTER (WHERE properties->'status' = '"success"'::jsonb) AS successful,
-  count(*) FILTER (WHERE properties->'status' = '"failed"'::jsonb) AS failed
-FROM events
-WHERE tenant = $1 AND event = 'workflow.run' AND ts_us >= $2 AND ts_us < $3
-  AND properties->'status' IN ('"success"'::jsonb, '"failed"'::jsonb)
-GROUP BY 1, 2
+SELECT day, NULLIF(workflow_id, '') AS workflow_id, successful, failed
+FROM run_days
+WHERE tenant = $1 AND day >= $2 AND day <= $3
 """
 
 
@@ -181,13 +176,12 @@ class ActivationStore:
 
     async def run_tallies(self, tenant: str, first: date, last: date) -> tuple[list[RunTally], int]:
         """The valid-status runs of [first, last] per day and workflow; position."""
-        lo, hi = day_start_us(first), day_start_us(last + timedelta(days=1))
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
             position = await activity_position(conn)
-            rows = await conn.fetch(_RUN_TALLIES_SQL, tenant, lo, hi)
+            rows = await conn.fetch(_RUN_TALLIES_SQL, tenant, first, last)
         tallies = [
             RunTally(
-                day=first + timedelta(days=r["day_offset"]),
+                day=r["day"],
                 workflow_id=r["workflow_id"],
                 successful=r["successful"],
                 failed=r["failed"],

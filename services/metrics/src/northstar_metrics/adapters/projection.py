@@ -11,6 +11,7 @@ from datetime import date
 import orjson
 
 from northstar.log.v1 import log_pb2
+from northstar_metrics.adapters.daily_counts import DailyCounts
 from northstar_metrics.adapters.user_facts import UserFacts
 from northstar_metrics.domain.active_users import MAO_WINDOW, WINDOWS, NewDay, coverage_deltas
 from northstar_metrics.domain.time import day_of
@@ -95,6 +96,7 @@ class ActivityProjection:
         fresh = await self._dedup(conn, events)
         await self._store_events(conn, fresh)
         await UserFacts().apply(conn, fresh)
+        await DailyCounts().apply(conn, fresh)
         users: set[tuple[str, str, date]] = set()
         orgs: set[tuple[str, str, date]] = set()
         for ev in fresh:
@@ -256,3 +258,4 @@ class ActivityProjection:
             " quality_daily"
         )
         await conn.execute("TRUNCATE " + ", ".join(UserFacts.reset))
+        await conn.execute("TRUNCATE " + ", ".join(DailyCounts.reset_tables))

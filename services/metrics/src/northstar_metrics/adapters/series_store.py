@@ -18,12 +18,7 @@ from northstar_metrics.domain.daily_series import (
     signup_days,
 )
 from northstar_metrics.domain.revenue import SUBSCRIPTION_PREFIX, mrr_by_day
-from northstar_metrics.domain.time import day_of, day_of_epoch_day, day_start_us
-
-# Integer day number of a timestamp, floored also before 1970 (SQL's / truncates).
-_DAY_NUMBER = (
-    "(CASE WHEN ts_us >= 0 THEN ts_us / 86400000000 ELSE -((-ts_us - 1) / 86400000000) - 1 END)"
-)
+from northstar_metrics.domain.time import day_of, day_start_us
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,15 +88,14 @@ class SeriesStore:
         """Events named `name` per day of [first, last] (days without any left out)."""
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
-                f"SELECT {_DAY_NUMBER} AS day_number, count(*) FROM events"  # noqa: S608 - fixed fragment
-                " WHERE tenant = $1 AND event = $2 AND ts_us >= $3 AND ts_us < $4"
-                " GROUP BY day_number",
+                "SELECT day, n FROM event_days"
+                " WHERE tenant = $1 AND event = $2 AND day >= $3 AND day <= $4 AND n > 0",
                 tenant,
                 name,
-                day_start_us(first),
-                day_start_us(last + timedelta(days=1)),
+                first,
+                last,
             )
-        return {day_of_epoch_day(r[0]): int(r[1]) for r in rows}
+        return {r["day"]: int(r["n"]) for r in rows}
 
     async def run_counts(
         self, tenant: str, first: date, last: date
@@ -109,24 +103,19 @@ class SeriesStore:
         """Runs with a valid status, and failed runs, per day of [first, last].
 
         A valid status is the JSON string `success` or `failed`, exactly as
-        `domain.workflows.run_status` reads it; counted in SQL because a
-        quarter's runs are too many rows to decode one by one.
+        `domain.workflows.run_status` reads it; read from the per-day rollup
+        `run_day_totals` (see adapters/daily_counts.py).
         """
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
-                f"SELECT {_DAY_NUMBER} AS day_number, count(*),"  # noqa: S608 - fixed fragment
-                " count(*) FILTER (WHERE properties ->> 'status' = 'failed')"
-                " FROM events WHERE tenant = $1 AND event = 'workflow.run'"
-                " AND ts_us >= $2 AND ts_us < $3"
-                " AND jsonb_typeof(properties -> 'status') = 'string'"
-                " AND properties ->> 'status' IN ('success', 'failed')"
-                " GROUP BY day_number",
+                "SELECT day, successful + failed AS runs, failed FROM run_day_totals"
+                " WHERE tenant = $1 AND day >= $2 AND day <= $3 AND successful + failed > 0",
                 tenant,
-                day_start_us(first),
-                day_start_us(last + timedelta(days=1)),
+                first,
+                last,
             )
-        runs = {day_of_epoch_day(r[0]): int(r[1]) for r in rows}
-        failed = {day_of_epoch_day(r[0]): int(r[2]) for r in rows}
+        runs = {r["day"]: int(r["runs"]) for r in rows}
+        failed = {r["day"]: int(r["failed"]) for r in rows}
         return runs, failed
 
     async def first_signups(self, tenant: str, first: date, last: date) -> list[int]:
