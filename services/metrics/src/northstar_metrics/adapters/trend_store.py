@@ -36,6 +36,8 @@ from northstar_metrics.domain.trend import (
 )
 from northstar_runtime.db import Connection
 
+WORK_MEM = "128MB"
+
 # The breakdown key as domain/trend.breakdown_key spells it: strings as is, numbers in plain
 # decimal form (trim_scale: 1.0 -> 1, numeric text never uses exponents), bools as JSON.
 # Lists and objects (sorted, compact JSON) are not spelled here: the query says whether it
@@ -197,6 +199,9 @@ class TrendStore:
                 readonly=True,
             ),
         ):
+            # The per-user hash aggregates of a 90-day range outgrow the default work_mem
+            # and spill to disk: several times slower.
+            await conn.execute("SELECT set_config('work_mem', $1, true)", WORK_MEM)
             if query.breakdown is None:
                 series = [ALL]
             else:
