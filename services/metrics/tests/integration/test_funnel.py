@@ -269,6 +269,39 @@ async def test_late_events_duplicates_breakdown_exclusion_and_histogram(
     assert got["overall"][0][1][3] == 0.0  # u1 now created at 100 s (c1b), u3 at 0 s: median 0
 
 
+async def test_only_users_entering_in_range_count_and_step_one_filters_still_decide(
+    metrics: MetricsUnderTest,
+) -> None:
+    tenant = "t9"
+    events = [
+        # u1 enters on day 0 and converts; its e1's property is the breakdown value.
+        Ev("a1", "a", "u1", "", at(0, 0), '{"p": 1}'),
+        Ev("b1", "b", "u1", "", at(0, 10), '{"p": 5}'),
+        # u2's step 1 is the day before the entry range, u3's the day after.
+        Ev("a2", "a", "u2", "", at(-1, 86_399), '{"p": 1}'),
+        Ev("b2", "b", "u2", "", at(0, 5)),
+        Ev("a3", "a", "u3", "", at(1, 0), '{"p": 1}'),
+        Ev("b3", "b", "u3", "", at(1, 5)),
+        # u4 has an event named like step 1 in range, but the step's filter rejects it.
+        Ev("a4", "a", "u4", "", at(0, 0), '{"p": 2}'),
+        Ev("b4", "b", "u4", "", at(0, 5)),
+    ]
+    q = RefFunnel(
+        steps=(RefStep("a", (RefFilter("p", "eq", (1,)),)), RefStep("b")),
+        first_day=DAY0,
+        last_day=DAY0,
+        breakdown="p",
+    )
+    position = await metrics.append(tenant, events)
+    answer = await settled(metrics, tenant, position, q)
+    assert [(s.users, s.median_seconds_from_first) for s in answer.overall.steps] == [
+        (1, 0.0),
+        (1, 10.0),
+    ]
+    assert [(b.breakdown_value, b.property_missing) for b in answer.breakdowns] == [("1", False)]
+    assert as_reference(answer, q) == reference_funnel(q, events)
+
+
 async def test_default_window_is_seven_days_and_rates_are_absent_without_entries(
     metrics: MetricsUnderTest,
 ) -> None:

@@ -36,6 +36,8 @@ from northstar_metrics.domain.trend import (
 )
 from northstar_runtime.db import Connection
 
+WORK_MEM = "128MB"
+
 # The breakdown key as domain/trend.breakdown_key spells it: strings as is, numbers in plain
 # decimal form (trim_scale: 1.0 -> 1, numeric text never uses exponents), bools as JSON.
 # Lists and objects (sorted, compact JSON) are not spelled here: the query says whether it
@@ -126,6 +128,26 @@ def _aggregate(row: asyncpg.Record) -> Aggregate:
     )
 
 
+def _extreme(a: Decimal | None, b: Decimal | None, *, largest: bool) -> Decimal | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return max(a, b) if largest else min(a, b)
+
+
+def _combined(a: Aggregate, b: Aggregate) -> Aggregate:
+    """The aggregate of two disjoint sets of events (not for distinct users)."""
+    return Aggregate(
+        events=a.events + b.events,
+        users=0,
+        numbers=a.numbers + b.numbers,
+        total=a.total + b.total,
+        minimum=_extreme(a.minimum, b.minimum, largest=False),
+        maximum=_extreme(a.maximum, b.maximum, largest=True),
+    )
+
+
 def _grouped(inner: str, *, by_bucket: bool, distinct_users: bool) -> str:
     """Aggregates per series and bucket, plus per series over the range (bucket NULL).
 
@@ -133,12 +155,14 @@ def _grouped(inner: str, *, by_bucket: bool, distinct_users: bool) -> str:
     """
     series = "s_kind, s_value"
     if not distinct_users:
-        sets = f"({series}, b), ({series})" if by_bucket else f"({series})"
+        # A plain GROUP BY (several times faster than grouping sets): without distinct
+        # users, the range aggregate of a series is the sum of its buckets' (`_combined`).
+        keys = f"{series}, b" if by_bucket else series
         bucket = "b" if by_bucket else "NULL::int AS b"
         return (
             f"SELECT {series}, {bucket}, count(*) AS events, 0 AS users, count(x) AS numbers,"  # noqa: S608 - fixed fragments, values bound
             " sum(x) AS total, min(x) AS minimum, max(x) AS maximum"
-            f" FROM ({inner}) m GROUP BY GROUPING SETS ({sets})"
+            f" FROM ({inner}) m GROUP BY {keys}"
         )
     # Distinct users by grouping on the user first (a hash aggregate), where
     # count(DISTINCT) would sort every group.
@@ -175,6 +199,9 @@ class TrendStore:
                 readonly=True,
             ),
         ):
+            # The per-user hash aggregates of a 90-day range outgrow the default work_mem
+            # and spill to disk: several times slower.
+            await conn.execute("SELECT set_config('work_mem', $1, true)", WORK_MEM)
             if query.breakdown is None:
                 series = [ALL]
             else:
@@ -265,4 +292,7 @@ class TrendStore:
                 totals[s] = _aggregate(r)
             else:
                 cells[(s, r["b"])] = _aggregate(r)
+        if not distinct:
+            for (s, _), a in cells.items():
+                totals[s] = _combined(totals[s], a) if s in totals else a
         return cells, totals

@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 
 from northstar.metrics.v1 import funnel_pb2
+from northstar_metrics.adapters.funnel_store import FunnelStore
 from northstar_metrics.domain.filters import matcher_from_proto, matcher_violations
 from northstar_metrics.domain.funnel import (
     DEFAULT_WINDOW_US,
@@ -158,13 +159,7 @@ class FunnelRpcs:
         tenant = current_principal().tenant
         # Read the position first: the answer then covers at least everything up to it.
         position = await self.deps.events.position()
-        rows = await self.deps.events.events(
-            tenant,
-            names=query.event_names,
-            since_us=query.since_us,
-            until_us=query.until_us,
-            with_user=True,
-        )
+        rows = await FunnelStore(self.deps.pool).events(tenant, query)
         # Pure CPU work: off the event loop, so health checks and other RPCs keep flowing.
         answer = await asyncio.to_thread(funnel, rows, query)
         response = funnel_pb2.FunnelResponse(
