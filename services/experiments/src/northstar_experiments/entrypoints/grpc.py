@@ -17,7 +17,7 @@ from northstar_experiments.adapters.experiment_store import ExperimentStore
 from northstar_experiments.adapters.projections import EXPOSURE_EVENT
 from northstar_experiments.adapters.read_model import ReadModel
 from northstar_experiments.domain import experiment as dom
-from northstar_experiments.domain.assignment import assign
+from northstar_experiments.domain.assignment import assign_many
 from northstar_experiments.domain.results import KEEP_RUNNING, SHIP, STOP_GUARDRAIL, analyse
 from northstar_experiments.entrypoints.convert import (
     STATUS_DOMAIN,
@@ -233,27 +233,51 @@ class ExperimentsServicer(experiments_pb2_grpc.ExperimentsServiceServicer):
                 resource_type="experiment",
                 resource_name=queries[0][0],
             )
+        # Hash each running experiment's users in one vectorised pass (bit-exact with
+        # `assign`), then build the answers in request order.
+        by_key: dict[str, list[int]] = {}
+        for i, (key, _user, _idem) in enumerate(queries):
+            s = experiments.get(key)
+            if s is not None and s.status == dom.RUNNING:
+                by_key.setdefault(key, []).append(i)
+        hashed: dict[int, tuple[int, float]] = {}
+        for key, positions in by_key.items():
+            d = experiments[key].definition
+            indexes, hashes = assign_many(
+                experiments[key].seed,
+                [queries[i][1] for i in positions],
+                [v.weight for v in d.variants],
+                d.coverage,
+            )
+            hashed.update(zip(positions, zip(indexes, hashes, strict=True), strict=True))
         out: list[pb.Assignment] = []
         messages: list[OutgoingMessage] = []
         now = _now_us()
-        for key, user, idem in queries:
-            a = pb.Assignment(experiment_key=key, user_id=user, variant_index=-1)
-            s = experiments.get(key)
-            if s is not None and s.status == dom.RUNNING:
-                d = s.definition
-                index, n = assign(s.seed, user, [v.weight for v in d.variants], d.coverage)
-                a.hash_value = n
-                if index >= 0:
-                    a.in_experiment = True
-                    a.variant_index = index
-                    a.variant_key = d.variants[index].key
-                    if log_exposure:
-                        a.exposure_event_id = exposure_event_id(key, user, idem)
-                        messages.append(
-                            self._exposure(
-                                tenant, a.exposure_event_id, key, a.variant_key, user, now
-                            )
-                        )
+        for i, (key, user, idem) in enumerate(queries):
+            found = hashed.get(i)
+            if found is None:
+                out.append(pb.Assignment(experiment_key=key, user_id=user, variant_index=-1))
+                continue
+            index, n = found
+            if index < 0:
+                out.append(
+                    pb.Assignment(experiment_key=key, user_id=user, variant_index=-1, hash_value=n)
+                )
+                continue
+            variant = experiments[key].definition.variants[index].key
+            a = pb.Assignment(
+                experiment_key=key,
+                user_id=user,
+                variant_index=index,
+                hash_value=n,
+                in_experiment=True,
+                variant_key=variant,
+            )
+            if log_exposure:
+                a.exposure_event_id = exposure_event_id(key, user, idem)
+                messages.append(
+                    self._exposure(tenant, a.exposure_event_id, key, variant, user, now)
+                )
             out.append(a)
         if messages:
             try:
