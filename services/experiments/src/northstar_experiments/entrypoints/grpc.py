@@ -215,8 +215,13 @@ class ExperimentsServicer(experiments_pb2_grpc.ExperimentsServiceServicer):
     # --- assignment -----------------------------------------------------------------
 
     async def _assign(
-        self, queries: list[tuple[str, str, str]], log_exposure: bool, *, strict: bool
-    ) -> list[pb.Assignment]:
+        self,
+        queries: list[tuple[str, str, str]],
+        log_exposure: bool,
+        *,
+        strict: bool,
+        into: pb.AssignBatchResponse,
+    ) -> None:
         tenant = current_principal().tenant
         for i, (key, user, _idem) in enumerate(queries):
             where = f"queries[{i}]" if not strict else ""
@@ -250,22 +255,21 @@ class ExperimentsServicer(experiments_pb2_grpc.ExperimentsServiceServicer):
                 d.coverage,
             )
             hashed.update(zip(positions, zip(indexes, hashes, strict=True), strict=True))
-        out: list[pb.Assignment] = []
+        # Answers are added to the response in place: no copy of a thousand messages.
+        out = into.assignments
         messages: list[OutgoingMessage] = []
         now = _now_us()
         for i, (key, user, idem) in enumerate(queries):
             found = hashed.get(i)
             if found is None:
-                out.append(pb.Assignment(experiment_key=key, user_id=user, variant_index=-1))
+                out.add(experiment_key=key, user_id=user, variant_index=-1)
                 continue
             index, n = found
             if index < 0:
-                out.append(
-                    pb.Assignment(experiment_key=key, user_id=user, variant_index=-1, hash_value=n)
-                )
+                out.add(experiment_key=key, user_id=user, variant_index=-1, hash_value=n)
                 continue
             variant = experiments[key].definition.variants[index].key
-            a = pb.Assignment(
+            a = out.add(
                 experiment_key=key,
                 user_id=user,
                 variant_index=index,
@@ -278,13 +282,11 @@ class ExperimentsServicer(experiments_pb2_grpc.ExperimentsServiceServicer):
                 messages.append(
                     self._exposure(tenant, a.exposure_event_id, key, variant, user, now)
                 )
-            out.append(a)
         if messages:
             try:
                 await self._log.publish_many(messages, timeout=time_remaining(5.0))
             except LogError as e:
                 raise Unavailable("the log is unavailable", reason="LOG_UNAVAILABLE") from e
-        return out
 
     def _exposure(  # noqa: PLR0917 - one exposure's fields
         self, tenant: str, event_id: str, key: str, variant: str, user: str, now: int
@@ -312,12 +314,14 @@ class ExperimentsServicer(experiments_pb2_grpc.ExperimentsServiceServicer):
         self, request: pb.AssignRequest, context: Context
     ) -> pb.AssignResponse:
         """One user's variant; with log_exposure, its exposure appended once per key."""
-        [a] = await self._assign(
+        holder = pb.AssignBatchResponse()
+        await self._assign(
             [(request.experiment_key, request.user_id, request.idempotency_key)],
             request.log_exposure,
             strict=True,
+            into=holder,
         )
-        return pb.AssignResponse(assignment=a)
+        return pb.AssignResponse(assignment=holder.assignments[0])
 
     async def AssignBatch(  # noqa: N802 - gRPC method name
         self, request: pb.AssignBatchRequest, context: Context
@@ -328,9 +332,9 @@ class ExperimentsServicer(experiments_pb2_grpc.ExperimentsServiceServicer):
         queries = [(q.experiment_key, q.user_id, q.idempotency_key) for q in request.queries]
         if not queries:
             return pb.AssignBatchResponse()
-        return pb.AssignBatchResponse(
-            assignments=await self._assign(queries, request.log_exposure, strict=False)
-        )
+        response = pb.AssignBatchResponse()
+        await self._assign(queries, request.log_exposure, strict=False, into=response)
+        return response
 
     # --- results --------------------------------------------------------------------
 
