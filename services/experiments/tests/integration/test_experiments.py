@@ -255,7 +255,10 @@ async def test_assign_matches_domain_and_logs_exposure_once(service: Experiments
     )
 
     async def running() -> bool:
-        r = await s.GetExperiment(pb.GetExperimentRequest(key="asg"), metadata=READ)
+        try:
+            r = await s.GetExperiment(pb.GetExperimentRequest(key="asg"), metadata=READ)
+        except grpc.aio.AioRpcError as e:
+            raise AssertionError("not projected yet") from e
         return r.experiment.status == pb.EXPERIMENT_STATUS_RUNNING
 
     await assert_eventually(running)
