@@ -8,7 +8,7 @@ SERVICES := ingest metrics experiments
 IMAGE_TAG ?= dev
 
 
-.PHONY: bench-queries bench-queries-quick
+.PHONY: bench-queries bench-queries-quick bench-experiments
 .PHONY: help setup run test test-unit test-integration test-e2e faults lint fmt protos protos-check bench bench-quick dataset images k8s-validate clean
 
 help: ## List the verbs
@@ -58,6 +58,10 @@ dataset: setup ## Write the seeded benchmark data set (bench/results/dataset)
 
 bench: setup ## Run the benchmarks and write BENCHMARKS.md
 	$(UV) run --frozen python -m bench.run
+	$(UV) run --frozen python -m bench.experiments
+
+bench-experiments: setup ## AssignBatch throughput and GetResults latency on 1M exposed users (~5 min)
+	$(UV) run --frozen python -m bench.experiments
 
 bench-quick: setup ## A short benchmark smoke run (under 5 minutes)
 	$(UV) run --frozen python -m bench.run --quick

@@ -8,7 +8,13 @@ import pytest
 from growthbook import Experiment, GrowthBook
 from growthbook.core import chooseVariation, gbhash, getBucketRanges
 
-from northstar_experiments.domain.assignment import assign, bucket_ranges, hash_v2
+from northstar_experiments.domain.assignment import (
+    assign,
+    assign_many,
+    bucket_ranges,
+    hash_v2,
+    hash_v2_many,
+)
 
 CONFIGS = [
     ("checkout-button", "checkout-button", 1.0, [0.5, 0.5]),
@@ -68,3 +74,22 @@ def test_sdk_run_puts_users_where_we_do(
 def test_hash_v2_edge_strings_match_the_sdk() -> None:
     for seed, value in [("", ""), ("", "a"), ("seed", "😀"), ("é", "\ud83d"), ("k", "x" * 500)]:
         assert hash_v2(seed, value) == gbhash(seed, value, 2)
+
+
+@pytest.mark.parametrize(("key", "seed", "coverage", "weights"), CONFIGS)
+def test_the_batch_path_matches_the_sdk_on_100k_ids(
+    key: str, seed: str, coverage: float, weights: list[float]
+) -> None:
+    ids = user_ids(100_000, hash(key) & 0xFFFF)
+    ranges = getBucketRanges(len(weights), coverage, weights)
+    variants, hashes = assign_many(seed, ids, weights, coverage)
+    expected = [gbhash(seed, uid, 2) for uid in ids]
+    assert hashes == expected
+    assert variants == [chooseVariation(n, ranges) for n in expected]
+
+
+def test_batch_hash_edge_strings_match_the_sdk() -> None:
+    values = ["", "a", "😀", "\ud83d", "x" * 500, "0", "é中"]
+    for seed in ["", "seed", "é"]:
+        assert hash_v2_many(seed, values).tolist() == [gbhash(seed, v, 2) for v in values]
+    assert hash_v2_many("seed", []).tolist() == []

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from northstar.log.v1 import log_pb2
+from northstar_experiments.adapters import aggregates
 from northstar_experiments.adapters.experiment_store import decode_event
 from northstar_experiments.domain.experiment import (
     Experiment,
@@ -80,6 +81,7 @@ class DefinitionsProjection:
                 continue
             state = state_from_json(orjson.loads(row["state"])) if row is not None else None
             new = evolve(state, event, entry.seq)
+            await aggregates.on_definition(conn, tenant, state, new)
             await conn.execute(
                 "INSERT INTO experiments (tenant, key, status, version, state)"
                 " VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT (tenant, key) DO UPDATE"
@@ -104,7 +106,10 @@ class DefinitionsProjection:
 
     async def reset(self, conn: Connection) -> None:
         """Empty the read model, for a replay of the DOMAIN stream."""
-        await conn.execute("TRUNCATE experiments, experiment_history")
+        await conn.execute(
+            "TRUNCATE experiments, experiment_history, experiment_aggregates,"
+            " experiment_users, experiment_user_metrics, experiment_sums"
+        )
 
 
 class ExposuresProjection:
@@ -139,10 +144,50 @@ class ExposuresProjection:
                 " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
                 exposures,
             )
+        if events:
+            await self._refresh(conn, events, exposures)
+
+    async def _refresh(
+        self,
+        conn: Connection,
+        events: list[tuple[str, str, str, str, int, str]],
+        exposures: list[tuple[str, str, str, str, str, int]],
+    ) -> None:
+        # Every user with an event in the batch may change the experiments they are in;
+        # a new exposure may add them to one. Their rows are recomputed from stored rows.
+        await aggregates.lock(conn)
+        users: dict[str, set[str]] = {}
+        for tenant, _id, user, *_rest in events:
+            users.setdefault(tenant, set()).add(user)
+        exposed: dict[str, set[tuple[str, str]]] = {}
+        for tenant, _id, experiment, _variant, user, _ts in exposures:
+            exposed.setdefault(tenant, set()).add((experiment, user))
+        for tenant in sorted(users):
+            touched = await aggregates.affected(
+                conn, tenant, users[tenant], exposed.get(tenant, set())
+            )
+            if not touched:
+                continue
+            rows = await conn.fetch(
+                "SELECT state FROM experiments WHERE tenant = $1 AND key = ANY($2::text[])"
+                " ORDER BY key",
+                tenant,
+                sorted(touched),
+            )
+            for row in rows:
+                state = state_from_json(orjson.loads(row["state"]))
+                await aggregates.refresh(conn, tenant, state, touched[state.key])
 
     async def reset(self, conn: Connection) -> None:
         """Empty the read model, for a replay of the EVENTS stream."""
-        await conn.execute("TRUNCATE exposures, user_events")
+        await conn.execute(
+            "TRUNCATE exposures, user_events, experiment_users, experiment_user_metrics,"
+            " experiment_sums"
+        )
+        await conn.execute(
+            "UPDATE experiment_aggregates SET multiple_exposures = 0,"
+            " unknown_variant_exposures = 0, max_ts_us = 0"
+        )
 
 
 def _exposure(tenant: str, e: log_pb2.StoredEvent) -> tuple[str, str, str, str, str, int] | None:

@@ -3,73 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import orjson
 
+from northstar_experiments.adapters import aggregates
 from northstar_experiments.adapters.projections import state_from_json
+from northstar_experiments.adapters.results_sql import (
+    POPULATION_SQL,
+    Population,
+    per_user_sql,
+)
 from northstar_experiments.domain.experiment import (
     BINOMIAL,
     Experiment,
     ExperimentEvent,
     MetricDefinition,
-    PropertyFilter,
     event_from_json,
 )
 from northstar_experiments.domain.stats import CupedMoments, Moments
 
-CUPED_LOOKBACK_US = 14 * 86_400 * 1_000_000
-_FOREVER_US = 10**17
 EXPOSURES_PROJECTION = "experiment_events"
-
-_FIRSTS = """
-WITH exp AS (
-    SELECT user_id, variant, ts_us, event_id FROM exposures
-    WHERE tenant = $1 AND experiment = $2 AND ts_us >= $3 AND ts_us <= $4
-      AND variant = ANY($5::text[])
-), firsts AS (
-    SELECT user_id, (array_agg(variant ORDER BY ts_us, event_id))[1] AS variant,
-           min(ts_us) AS first_ts, count(DISTINCT variant) AS variants
-    FROM exp GROUP BY user_id
-)
-"""
-
-
-_POPULATION = (
-    _FIRSTS  # noqa: S608
-    + "SELECT variant, variants > 1 AS multiple, count(*) AS users FROM firsts GROUP BY 1, 2"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Population:
-    """Who is in the analysis: users per variant, and what was left out."""
-
-    users: dict[str, int]
-    multiple_exposures: int
-    unknown_variant_exposures: int
-
-
-def _filter_sql(f: PropertyFilter, params: list[Any]) -> str:
-    params.append(f.property)
-    k = f"${len(params)}"
-    if f.operator in ("equals", "not_equals"):
-        params.append(orjson.dumps(f.values[0]).decode())
-        v = f"${len(params)}"
-        equal = f"(e.properties ? {k} AND e.properties -> {k} = {v}::jsonb)"
-        return equal if f.operator == "equals" else f"NOT {equal}"
-    if f.operator == "in":
-        params.append([orjson.dumps(x).decode() for x in f.values])
-        v = f"${len(params)}"
-        return f"(e.properties ? {k} AND e.properties -> {k} = ANY({v}::text[]::jsonb[]))"
-    params.append(repr(f.values[0]) if isinstance(f.values[0], float) else str(f.values[0]))
-    v = f"${len(params)}"
-    return (
-        f"(jsonb_typeof(e.properties -> {k}) = 'number'"
-        f" AND (e.properties ->> {k})::numeric {f.operator} {v}::numeric)"
-    )
 
 
 class ReadModel:
@@ -120,6 +75,13 @@ class ReadModel:
             )
         return int(value or 0)
 
+    async def aggregated(
+        self, tenant: str, experiment: Experiment, end_us: int
+    ) -> aggregates.Aggregated | None:
+        """The running sums, when they answer an analysis ending at `end_us` exactly."""
+        async with self._pool.acquire() as conn:
+            return await aggregates.read(conn, tenant, experiment, end_us)
+
     async def population(
         self, tenant: str, experiment: Experiment, start_us: int, end_us: int
     ) -> Population:
@@ -127,7 +89,7 @@ class ReadModel:
         keys = [v.key for v in experiment.definition.variants]
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
-                _POPULATION,
+                POPULATION_SQL,
                 tenant,
                 experiment.key,
                 start_us,
@@ -163,47 +125,10 @@ class ReadModel:
         """Per variant: the metric's post-exposure moments, pre-exposure moments, products."""
         binomial = metric.kind == BINOMIAL
         keys = [v.key for v in experiment.definition.variants]
-        window = metric.window_seconds * 1_000_000 if metric.window_seconds else _FOREVER_US
-        params: list[Any] = [
-            tenant,
-            experiment.key,
-            start_us,
-            end_us,
-            keys,
-            metric.event,
-            window,
-            CUPED_LOOKBACK_US,
-        ]
-        if binomial:
-            value = "1.0"
-        else:
-            params.append(metric.property)
-            p = f"${len(params)}"
-            value = (
-                f"CASE WHEN jsonb_typeof(e.properties -> {p}) = 'number'"
-                f" THEN (e.properties ->> {p})::float8 ELSE 0 END"
-            )
-        filters = "".join(f" AND {_filter_sql(f, params)}" for f in metric.filters)
-        post_cond = "e.ts_us >= f.first_ts AND e.ts_us <= least(f.first_ts + $7, $4)"
-        pre_cond = "e.ts_us >= f.first_ts - $8 AND e.ts_us < f.first_ts"
-        post = f"coalesce(sum({value}) FILTER (WHERE {post_cond}), 0)"
-        pre = f"coalesce(sum({value}) FILTER (WHERE {pre_cond}), 0)"
-        if binomial:
-            post = f"(({post}) > 0)::int::float8"
-            pre = f"(({pre}) > 0)::int::float8"
-        # Only placeholders and fixed fragments are composed here; every value is a parameter.
+        params: list[Any] = [tenant, experiment.key, start_us, end_us, keys]
         sql = (
-            _FIRSTS  # noqa: S608 - fixed fragments and $n placeholders only
-            + ", per_user AS (SELECT f.variant, "
-            + post
-            + " AS post, "
-            + pre
-            + " AS pre FROM firsts f LEFT JOIN user_events e ON e.tenant = $1"
-            " AND e.user_id = f.user_id AND e.event = $6"
-            + filters
-            + " AND e.ts_us >= f.first_ts - $8 AND e.ts_us <= least(f.first_ts + $7, $4)"
-            " WHERE f.variants = 1 GROUP BY f.user_id, f.variant)"
-            " SELECT variant, count(*) AS n, sum(post) AS s, sum(post * post) AS ss,"
+            per_user_sql(metric, params)  # noqa: S608 - fixed fragments and placeholders only
+            + " SELECT variant, count(*) AS n, sum(post) AS s, sum(post * post) AS ss,"
             " sum(pre) AS ps, sum(pre * pre) AS pss, sum(post * pre) AS pp"
             " FROM per_user GROUP BY variant"
         )
