@@ -90,3 +90,15 @@ class RuleStore:
         except LogError as e:
             raise Unavailable("the log is unavailable", reason="LOG_UNAVAILABLE") from e
         return stored.seq
+
+    async def rule_ids(self, tenant: str) -> list[str]:
+        """The ids of every rule the tenant ever had, from the stream's subject list."""
+        prefix = self.subject(tenant, "")
+        try:
+            info = await self._log.js.stream_info(
+                self._log.topology.domain_stream, subjects_filter=f"{prefix}*"
+            )
+        except (nats.errors.Error, TimeoutError) as e:
+            raise Unavailable("the log is unavailable", reason="LOG_UNAVAILABLE") from e
+        subjects = info.state.subjects or {}
+        return sorted(s[len(prefix) :] for s in subjects)
