@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 PYTEST := $(UV) run --frozen pytest
-SERVICES := ingest metrics experiments
+SERVICES := ingest metrics experiments alerts
 IMAGE_TAG ?= dev
 
 
@@ -40,7 +40,7 @@ faults: setup ## The fault tests (also run by `make test`)
 lint: setup ## ruff, mypy (strict outside tests) and buf lint
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
-	$(UV) run --frozen mypy libs/runtime/src libs/harness/src libs/client/src services/ingest/src services/metrics/src services/experiments/src
+	$(UV) run --frozen mypy libs/runtime/src libs/harness/src libs/client/src services/ingest/src services/metrics/src services/experiments/src services/alerts/src
 	@if [ -x node_modules/.bin/buf ]; then node_modules/.bin/buf lint && echo "buf lint: clean"; else echo "buf not installed: skipped"; fi
 
 fmt: setup ## Format the code

@@ -45,7 +45,7 @@ K8S = ROOT / "deploy" / "k8s"
 SCHEMAS = K8S / "schemas"
 DASHBOARDS = K8S / "components" / "monitoring" / "dashboards"
 DOCKERFILES = sorted((ROOT / "deploy" / "docker").glob("*.Dockerfile"))
-SERVICES = ("ingest", "metrics", "experiments")
+SERVICES = ("ingest", "metrics", "experiments", "alerts")
 KUBERNETES_VERSION = "1.32.0"
 
 # The series the services export (scraped and checked by tests/ops/test_metrics_endpoint.py).

@@ -28,9 +28,13 @@ from google.rpc import error_details_pb2, status_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from northstar.alerts.v1 import alerts_pb2
 from northstar.experiments.v1 import experiments_pb2, experiments_pb2_grpc
 from northstar.ingest.v1 import ingest_pb2
 from northstar.metrics.v1 import metrics_pb2, metrics_pb2_grpc
+from northstar_alerts.bootstrap import build_host as build_alerts
+from northstar_alerts.entrypoints.grpc import SCOPES as ALERTS_SCOPES
+from northstar_alerts.settings import AlertsSettings
 from northstar_experiments.bootstrap import build_host as build_experiments
 from northstar_experiments.entrypoints.grpc import SCOPES as EXPERIMENTS_SCOPES
 from northstar_experiments.settings import ExperimentsSettings
@@ -115,15 +119,22 @@ async def surface(
         configure_process=False,
     )
     experiments_port = await experiments.start()
+    alerts = build_alerts(
+        AlertsSettings(**settings_env(nats_url, database_url, namespace)),  # type: ignore[arg-type]
+        configure_process=False,
+    )
+    alerts_port = await alerts.start()
     ports = {
         "ingest": suite.ingest_host.port,
         "metrics": suite.metrics_host.port,
         "experiments": experiments_port,
+        "alerts": alerts_port,
     }
     methods = [
         *_methods(ingest_pb2, "IngestService", INGEST_SCOPES, ports["ingest"]),
         *_methods(metrics_pb2, "MetricsService", METRICS_SCOPES, ports["metrics"]),
         *_methods(experiments_pb2, "ExperimentsService", EXPERIMENTS_SCOPES, ports["experiments"]),
+        *_methods(alerts_pb2, "AlertsService", ALERTS_SCOPES, ports["alerts"]),
     ]
     channels = {p: grpc.aio.insecure_channel(f"127.0.0.1:{p}") for p in ports.values()}
     try:
@@ -131,6 +142,7 @@ async def surface(
     finally:
         for channel in channels.values():
             await channel.close()
+        await alerts.stop()
         await experiments.stop()
 
 
@@ -198,6 +210,7 @@ async def test_every_method_is_in_the_table(surface: Surface) -> None:
         "IngestService",
         "MetricsService",
         "ExperimentsService",
+        "AlertsService",
     }
 
 

@@ -8,6 +8,11 @@ A key file is JSON::
 `northstar-keys` (see keys_cli.py) adds and revokes keys in such a file; every
 service notices the change within a second. Inline keys (`NORTHSTAR_API_KEYS`,
 `tenant:scope+scope:key,...`) are hashed as they are read and never kept plain.
+
+A key with the `service` scope (held by a Northstar service, e.g. alerts, that reads many
+tenants' numbers) may send metadata `x-northstar-tenant: <tenant>`; it is then served as
+that tenant with the `read` scope only. Any other key sending that header is refused.
+`admin` does not imply `service`: a tenant's admin must never act for another tenant.
 """
 
 from __future__ import annotations
@@ -22,9 +27,12 @@ from pathlib import Path
 
 import structlog
 
+from northstar_runtime.errors import FieldViolation, InvalidArgument, PermissionDenied
+
 log = structlog.get_logger("northstar.auth")
 
 TENANT_ALPHABET = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+TENANT_HEADER = "x-northstar-tenant"
 
 
 class Scope(StrEnum):
@@ -33,6 +41,7 @@ class Scope(StrEnum):
     INGEST = "ingest"
     READ = "read"
     ADMIN = "admin"
+    SERVICE = "service"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +53,27 @@ class Principal:
     key_id: str
 
     def has(self, scope: Scope) -> bool:
-        """True when the caller holds `scope`; `admin` implies every scope."""
+        """True when the caller holds `scope`; `admin` implies every scope but `service`."""
+        if scope is Scope.SERVICE:
+            return Scope.SERVICE in self.scopes
         return scope in self.scopes or Scope.ADMIN in self.scopes
+
+    def acting_for(self, tenant: str) -> Principal:
+        """This service caller served as `tenant` with `read` only; else PERMISSION_DENIED."""
+        if not self.has(Scope.SERVICE):
+            raise PermissionDenied(
+                f"metadata '{TENANT_HEADER}' needs a key with the 'service' scope",
+                reason="SERVICE_SCOPE_REQUIRED",
+            )
+        try:
+            validate_tenant(tenant)
+        except ValueError as e:
+            raise InvalidArgument(
+                "invalid tenant in metadata",
+                reason="INVALID_TENANT",
+                violations=(FieldViolation(TENANT_HEADER, str(e)),),
+            ) from e
+        return Principal(tenant=tenant, scopes=frozenset({Scope.READ}), key_id=self.key_id)
 
 
 @dataclass(frozen=True, slots=True)

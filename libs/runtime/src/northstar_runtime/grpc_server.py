@@ -25,7 +25,7 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from northstar_runtime.auth import ApiKeyStore, Principal, Scope
+from northstar_runtime.auth import TENANT_HEADER, ApiKeyStore, Principal, Scope
 from northstar_runtime.errors import (
     DeadlineExceeded,
     InvalidArgument,
@@ -198,6 +198,9 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         principal = self._keys.authenticate(key.strip())
         if principal is None:
             raise Unauthenticated("unknown or revoked API key", reason="INVALID_API_KEY")
+        acting_for = metadata.get(TENANT_HEADER)
+        if acting_for is not None:
+            principal = principal.acting_for(acting_for)
         if not principal.has(scope):
             raise PermissionDenied(f"this method needs the '{scope}' scope", reason="MISSING_SCOPE")
         return principal

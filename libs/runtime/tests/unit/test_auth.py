@@ -7,9 +7,12 @@ import os
 import time
 from pathlib import Path
 
+import grpc
 import pytest
 
-from northstar_runtime.auth import ApiKeyStore, Scope, hash_key, parse_inline_keys
+from northstar_runtime.auth import TENANT_HEADER, ApiKeyStore, Scope, hash_key, parse_inline_keys
+from northstar_runtime.errors import InvalidArgument, PermissionDenied
+from northstar_runtime.grpc_server import ServerInterceptor
 from northstar_runtime.keys_cli import add_key, main, revoke_key
 
 
@@ -71,3 +74,53 @@ def test_cli_add_list_revoke(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert capsys.readouterr().out.splitlines()[-1] == "k1\tacme\tread\trevoked"
     assert main(["--file", str(path), "revoke", "nope"]) == 2
     assert json.loads(path.read_text())["keys"][0]["revoked"] is True
+
+
+def _interceptor(inline: str) -> ServerInterceptor:
+    return ServerInterceptor(ApiKeyStore(inline=inline), {})
+
+
+def test_a_service_key_acts_for_a_tenant_with_read_only() -> None:
+    auth = _interceptor("northstar:service:svc")
+    md = {"authorization": "Bearer svc", TENANT_HEADER: "acme"}
+    principal = auth._authenticate(md, Scope.READ)
+    assert (principal.tenant, principal.scopes) == ("acme", frozenset({Scope.READ}))
+    with pytest.raises(PermissionDenied) as err:
+        auth._authenticate(md, Scope.ADMIN)
+    assert err.value.reason == "MISSING_SCOPE"
+    with pytest.raises(PermissionDenied):
+        auth._authenticate(md, Scope.INGEST)
+    # Without the header a service key is just its own tenant's key: no read there.
+    with pytest.raises(PermissionDenied) as err:
+        auth._authenticate({"authorization": "Bearer svc"}, Scope.READ)
+    assert err.value.reason == "MISSING_SCOPE"
+
+
+@pytest.mark.parametrize("scopes", ["read", "admin", "ingest+read+admin"])
+def test_keys_without_the_service_scope_may_not_send_the_tenant_header(scopes: str) -> None:
+    auth = _interceptor(f"acme:{scopes}:k1")
+    md = {"authorization": "Bearer k1", TENANT_HEADER: "globex"}
+    with pytest.raises(PermissionDenied) as err:
+        auth._authenticate(md, Scope.READ)
+    assert (err.value.code, err.value.reason) == (
+        grpc.StatusCode.PERMISSION_DENIED,
+        "SERVICE_SCOPE_REQUIRED",
+    )
+    # Even naming its own tenant: the header is for service keys only.
+    with pytest.raises(PermissionDenied):
+        auth._authenticate({**md, TENANT_HEADER: "acme"}, Scope.READ)
+
+
+def test_admin_does_not_imply_service() -> None:
+    admin = ApiKeyStore(inline="acme:admin:k1").authenticate("k1")
+    assert admin is not None
+    assert admin.has(Scope.READ)
+    assert not admin.has(Scope.SERVICE)
+
+
+@pytest.mark.parametrize("tenant", ["", "Acme", "a.b", "x" * 65])
+def test_an_invalid_tenant_header_is_invalid_argument(tenant: str) -> None:
+    auth = _interceptor("northstar:service:svc")
+    with pytest.raises(InvalidArgument) as err:
+        auth._authenticate({"authorization": "Bearer svc", TENANT_HEADER: tenant}, Scope.READ)
+    assert [v.field for v in err.value.violations] == [TENANT_HEADER]

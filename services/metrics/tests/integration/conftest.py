@@ -23,7 +23,11 @@ from ..reference import Ev
 READ_KEY = "metrics-reader-key-01"
 ADMIN_KEY = "metrics-admin-key-01"
 TENANTS = [f"t{i}" for i in range(200)]
-API_KEYS = ",".join(f"{t}:read:{READ_KEY}-{t},{t}:admin:{ADMIN_KEY}-{t}" for t in TENANTS)
+SERVICE_KEY = "metrics-service-key-01"
+API_KEYS = ",".join(
+    [f"{t}:read:{READ_KEY}-{t},{t}:admin:{ADMIN_KEY}-{t}" for t in TENANTS]
+    + [f"northstar:service:{SERVICE_KEY}"]
+)
 _ids = itertools.count()
 
 
@@ -35,6 +39,11 @@ def auth(tenant: str) -> tuple[tuple[str, str]]:
 def admin_auth(tenant: str) -> tuple[tuple[str, str]]:
     """Metadata of tenant's admin key."""
     return (("authorization", f"Bearer {ADMIN_KEY}-{tenant}"),)
+
+
+def service_auth(tenant: str) -> tuple[tuple[str, str], tuple[str, str]]:
+    """Metadata of the service key acting for tenant."""
+    return (("authorization", f"Bearer {SERVICE_KEY}"), ("x-northstar-tenant", tenant))
 
 
 def stored(e: Ev) -> log_pb2.StoredEvent:

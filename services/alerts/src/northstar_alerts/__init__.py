@@ -1,0 +1,1 @@
+"""Northstar alerts service: rules over metrics, alert state, notifications."""

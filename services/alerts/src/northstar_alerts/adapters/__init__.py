@@ -1,0 +1,1 @@
+"""Adapters of the alerts service: the log and the database."""

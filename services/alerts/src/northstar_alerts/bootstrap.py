@@ -1,0 +1,31 @@
+"""The one place that wires the alerts service's parts."""
+
+from __future__ import annotations
+
+from northstar.alerts.v1 import alerts_pb2_grpc
+from northstar_alerts.adapters.rule_store import RuleStore
+from northstar_alerts.entrypoints.grpc import SCOPES, SERVICE_NAME, AlertsServicer
+from northstar_alerts.settings import AlertsSettings
+from northstar_runtime.service import Resources, ServiceHost, ServiceParts
+
+
+def build_host(settings: AlertsSettings, *, configure_process: bool = True) -> ServiceHost:
+    """A ServiceHost running the alerts service with these settings."""
+
+    async def build(resources: Resources) -> ServiceParts:
+        servicer = AlertsServicer(store=RuleStore(resources.log))
+        return ServiceParts(
+            register=[
+                lambda server: alerts_pb2_grpc.add_AlertsServiceServicer_to_server(servicer, server)
+            ],
+            projectors=[],
+        )
+
+    return ServiceHost(
+        service="alerts",
+        settings=settings,
+        service_names=[SERVICE_NAME],
+        scopes=SCOPES,
+        build=build,
+        configure_process=configure_process,
+    )

@@ -1,0 +1,1 @@
+"""Pure domain of alerts: rules, conditions, alert state, silences."""

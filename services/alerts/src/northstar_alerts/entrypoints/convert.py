@@ -1,0 +1,136 @@
+"""Rules between their protobuf form and the domain's."""
+
+from __future__ import annotations
+
+from northstar.alerts.v1 import alerts_pb2 as pb
+from northstar_alerts.domain.rules import (
+    CRITICAL,
+    DEFAULT_INTERVAL_S,
+    DEFAULT_REPEAT_S,
+    WARNING,
+    Anomaly,
+    Channels,
+    Comparator,
+    Condition,
+    RelativeChange,
+    Rule,
+    Series,
+    Threshold,
+)
+from northstar_runtime.errors import FieldViolation, InvalidArgument
+
+_COMPARATORS: dict[pb.Comparator.ValueType, Comparator] = {
+    pb.COMPARATOR_LESS: "<",
+    pb.COMPARATOR_LESS_EQUAL: "<=",
+    pb.COMPARATOR_GREATER: ">",
+    pb.COMPARATOR_GREATER_EQUAL: ">=",
+}
+_COMPARATOR_PB = {v: k for k, v in _COMPARATORS.items()}
+_SEVERITIES = {pb.SEVERITY_WARNING: WARNING, pb.SEVERITY_CRITICAL: CRITICAL}
+_SEVERITY_PB = {v: k for k, v in _SEVERITIES.items()}
+_KINDS = {pb.SERIES_KIND_KPI: "kpi", pb.SERIES_KIND_METRIC: "metric"}
+_KIND_PB = {v: k for k, v in _KINDS.items()}
+
+
+def _invalid(field: str, description: str) -> InvalidArgument:
+    return InvalidArgument(
+        f"{field}: {description}", violations=[FieldViolation(field, description)]
+    )
+
+
+def _levels(msg: pb.Levels, field: str) -> tuple[Comparator, float | None, float | None]:
+    if msg.comparator not in _COMPARATORS:
+        raise _invalid(f"{field}.comparator", "required")
+    warning = msg.warning if msg.HasField("warning") else None
+    critical = msg.critical if msg.HasField("critical") else None
+    return _COMPARATORS[msg.comparator], warning, critical
+
+
+def _condition(msg: pb.Rule) -> Condition:
+    which = msg.WhichOneof("condition")
+    if which == "threshold":
+        return Threshold(*_levels(msg.threshold, "rule.threshold"))
+    if which == "relative_change":
+        return RelativeChange(*_levels(msg.relative_change, "rule.relative_change"))
+    if which == "anomaly":
+        a = msg.anomaly
+        return Anomaly(
+            z=a.z or 3.0,
+            relative=a.relative if a.HasField("relative") else None,
+            severity=_SEVERITIES.get(a.severity, WARNING),
+        )
+    raise _invalid("rule.condition", "one of threshold, relative_change, anomaly is required")
+
+
+def rule_from_proto(msg: pb.Rule, tenant: str) -> Rule:
+    """The domain rule of a request (defaults applied; validated by the domain)."""
+    if not msg.rule_id:
+        raise _invalid("rule.rule_id", "required")
+    if msg.series.kind not in _KINDS:
+        raise _invalid("rule.series.kind", "required")
+    return Rule(
+        rule_id=msg.rule_id,
+        tenant=tenant,
+        name=msg.name,
+        series=Series(
+            kind=_KINDS[msg.series.kind],  # type: ignore[arg-type]
+            name=msg.series.name,
+            granularity=msg.series.granularity or "day",
+            event_name=msg.series.event_name,
+        ),
+        condition=_condition(msg),
+        interval_s=msg.interval_seconds or DEFAULT_INTERVAL_S,
+        for_s=msg.for_seconds,
+        keep_firing_for_s=msg.keep_firing_for_seconds,
+        repeat_s=msg.repeat_interval_seconds or DEFAULT_REPEAT_S,
+        labels=dict(msg.labels),
+        channels=Channels(
+            webhooks=tuple(msg.channels.webhooks),
+            slack=tuple(msg.channels.slack),
+            emails=tuple(msg.channels.emails),
+        ),
+    )
+
+
+def _levels_proto(cond: Threshold | RelativeChange) -> pb.Levels:
+    out = pb.Levels(comparator=_COMPARATOR_PB[cond.comparator])
+    if cond.warning is not None:
+        out.warning = cond.warning
+    if cond.critical is not None:
+        out.critical = cond.critical
+    return out
+
+
+def rule_to_proto(rule: Rule) -> pb.Rule:
+    """The protobuf form of a rule."""
+    out = pb.Rule(
+        rule_id=rule.rule_id,
+        name=rule.name,
+        series=pb.Series(
+            kind=_KIND_PB[rule.series.kind],
+            name=rule.series.name,
+            granularity=rule.series.granularity,
+            event_name=rule.series.event_name,
+        ),
+        interval_seconds=rule.interval_s,
+        for_seconds=rule.for_s,
+        keep_firing_for_seconds=rule.keep_firing_for_s,
+        repeat_interval_seconds=rule.repeat_s,
+        labels=rule.labels,
+        channels=pb.Channels(
+            webhooks=rule.channels.webhooks,
+            slack=rule.channels.slack,
+            emails=rule.channels.emails,
+        ),
+    )
+    cond = rule.condition
+    if isinstance(cond, Threshold):
+        out.threshold.CopyFrom(_levels_proto(cond))
+    elif isinstance(cond, RelativeChange):
+        out.relative_change.CopyFrom(_levels_proto(cond))
+    else:
+        anomaly = pb.Anomaly(z=cond.z, severity=_SEVERITY_PB[cond.severity])
+        if cond.relative is not None:
+            anomaly.relative = cond.relative
+        out.anomaly.CopyFrom(anomaly)
+    return out
