@@ -624,10 +624,15 @@ def write(results: dict[str, Any], root: Path) -> None:
     paths = plots(results, root)
     target = root / "BENCHMARKS.md"
     text = render(results, paths)
-    # The query benchmark (bench/queries.py) owns its own marked section: keep it.
+    # The experiments and query benchmarks (bench/experiments.py, bench/queries.py) own
+    # their marked sections: keep them.
     if target.exists():
         old = target.read_text()
-        start, end = old.find(QUERIES_START), old.find(QUERIES_END)
-        if 0 <= start < end:
-            text = text.rstrip("\n") + "\n\n" + old[start : end + len(QUERIES_END)] + "\n"
+        for begin, finish in (
+            ("<!-- experiments:start -->", "<!-- experiments:end -->"),
+            (QUERIES_START, QUERIES_END),
+        ):
+            start, end = old.find(begin), old.find(finish)
+            if 0 <= start < end:
+                text = text.rstrip("\n") + "\n\n" + old[start : end + len(finish)] + "\n"
     target.write_text(text)
