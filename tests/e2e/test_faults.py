@@ -65,6 +65,20 @@ def expected(
     return rows
 
 
+def process_env(port: int, nats_url: str, database_url: str, namespace: str) -> dict[str, str]:
+    """The environment of a service process of this suite, serving on `port`."""
+    return {
+        **os.environ,
+        "GRPC_ADDRESS": f"127.0.0.1:{port}",
+        "NATS_URL": nats_url,
+        "DATABASE_URL": database_url,
+        "NORTHSTAR_NAMESPACE": namespace,
+        "NORTHSTAR_API_KEYS": API_KEYS,
+        "NORTHSTAR_PARTITIONS": "4",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
 class ServiceProcess:
     """`python -m <module>` (a service) as a real process, to kill."""
 
@@ -134,15 +148,8 @@ async def test_sigkill_mid_replay_and_rebuild_give_exact_answers(
 ) -> None:
     port = free_port()
     env = {
-        **os.environ,
-        "GRPC_ADDRESS": f"127.0.0.1:{port}",
-        "NATS_URL": nats_url,
-        "DATABASE_URL": database_url,
-        "NORTHSTAR_NAMESPACE": namespace,
-        "NORTHSTAR_API_KEYS": API_KEYS,
-        "NORTHSTAR_PARTITIONS": "4",
+        **process_env(port, nats_url, database_url, namespace),
         "PROJECTOR_BATCH_SIZE": "1",  # one log message per transaction: many chances to die mid-way
-        "LOG_LEVEL": "WARNING",
     }
     metrics = ServiceProcess(env)
     db = await asyncpg.connect(database_url)
@@ -216,16 +223,7 @@ async def test_ingest_killed_under_a_retrying_load_loses_and_doubles_nothing(
     # is killed with SIGKILL and started again on the same port: every event is answered
     # ACCEPTED or DUPLICATE, and the numbers equal a reference over exactly those events.
     port = free_port()
-    env = {
-        **os.environ,
-        "GRPC_ADDRESS": f"127.0.0.1:{port}",
-        "NATS_URL": nats_url,
-        "DATABASE_URL": database_url,
-        "NORTHSTAR_NAMESPACE": namespace,
-        "NORTHSTAR_API_KEYS": API_KEYS,
-        "NORTHSTAR_PARTITIONS": "4",
-        "LOG_LEVEL": "WARNING",
-    }
+    env = process_env(port, nats_url, database_url, namespace)
     ingest = ServiceProcess(env, module="northstar_ingest")
     metrics_port = free_port()
     metrics = ServiceProcess({**env, "GRPC_ADDRESS": f"127.0.0.1:{metrics_port}"})

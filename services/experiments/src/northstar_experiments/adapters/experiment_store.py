@@ -1,16 +1,8 @@
-"""Experiments in the log: one subject per aggregate, versions are log positions.
-
-An experiment's events live on `domain.experiments.<tenant>.experiment.<key>`; its
-version is the sequence of the subject's last message. A change states the version it
-saw and is appended with JetStream's expected-last-subject-sequence header, so two
-concurrent changes cannot both win (DESIGN.md rule 1). The command side folds the
-subject's own messages, never the read model, so it cannot decide on a stale copy.
-"""
+"""Experiments in the log: one subject each (`domain.experiments.<tenant>.experiment.<key>`),
+folded and appended with optimistic concurrency by the shared aggregate store."""
 
 from __future__ import annotations
 
-import nats.errors
-import nats.js.errors
 import orjson
 
 from northstar_experiments.domain.experiment import (
@@ -21,9 +13,9 @@ from northstar_experiments.domain.experiment import (
     event_to_json,
     evolve,
 )
-from northstar_runtime.codec import SCHEMA_HEADER, TYPE_HEADER, UnknownRecord
-from northstar_runtime.errors import Aborted, AlreadyExists, Unavailable
-from northstar_runtime.log import LogClient, LogConflict, LogError
+from northstar_runtime.aggregates import AggregateStore
+from northstar_runtime.codec import SCHEMA_HEADER, UnknownRecord
+from northstar_runtime.log import LogClient
 
 
 def decode_event(data: bytes, headers: dict[str, str] | None) -> ExperimentEvent:
@@ -34,61 +26,18 @@ def decode_event(data: bytes, headers: dict[str, str] | None) -> ExperimentEvent
     return event_from_json(orjson.loads(data))
 
 
-class ExperimentStore:
+class ExperimentStore(AggregateStore[ExperimentEvent, Experiment]):
     """Loads an experiment by folding its subject; appends changes with OCC."""
 
     def __init__(self, log: LogClient) -> None:
-        self._log = log
-
-    def subject(self, tenant: str, key: str) -> str:
-        """The aggregate's subject."""
-        return self._log.topology.domain_subject("experiments", tenant, "experiment", key)
-
-    async def load(
-        self, tenant: str, key: str
-    ) -> tuple[Experiment | None, list[tuple[int, ExperimentEvent]]]:
-        """The state and the (version, event) history; (None, []) when it does not exist."""
-        stream = self._log.topology.domain_stream
-        subject = self.subject(tenant, key)
-        history: list[tuple[int, ExperimentEvent]] = []
-        state: Experiment | None = None
-        seq = 1
-        try:
-            last = await self._log.js.get_last_msg(stream, subject)
-            while True:
-                msg = await self._log.js.get_msg(stream, seq, subject=subject, next=True)
-                event = decode_event(msg.data or b"", dict(msg.headers or {}))
-                version = int(msg.seq or 0)
-                state = evolve(state, event, version)
-                history.append((version, event))
-                if version >= int(last.seq or 0):
-                    break
-                seq = version + 1
-        except nats.js.errors.NotFoundError:
-            return state, history
-        except (nats.errors.Error, TimeoutError) as e:
-            raise Unavailable("the log is unavailable", reason="LOG_UNAVAILABLE") from e
-        return state, history
-
-    async def append(self, tenant: str, event: ExperimentEvent, expected_version: int) -> int:
-        """Append `event` if the subject is still at `expected_version`; its new version."""
-        headers = {TYPE_HEADER: event.type, SCHEMA_HEADER: SCHEMA_VERSION}
-        try:
-            stored = await self._log.append(
-                self.subject(tenant, event.key),
-                orjson.dumps(event_to_json(event)),
-                expected_version=expected_version,
-                headers=headers,
-            )
-        except LogConflict as e:
-            if expected_version == 0:
-                raise AlreadyExists(
-                    f"experiment {event.key!r} exists", reason="EXPERIMENT_EXISTS"
-                ) from e
-            raise Aborted(
-                f"experiment {event.key!r} changed since version {expected_version}; read it again",
-                reason="STALE_VERSION",
-            ) from e
-        except LogError as e:
-            raise Unavailable("the log is unavailable", reason="LOG_UNAVAILABLE") from e
-        return stored.seq
+        super().__init__(
+            log,
+            service="experiments",
+            aggregate="experiment",
+            noun="experiment",
+            exists_reason="EXPERIMENT_EXISTS",
+            schema_version=SCHEMA_VERSION,
+            decode=decode_event,
+            encode=lambda event: orjson.dumps(event_to_json(event)),
+            evolve=evolve,
+        )
