@@ -117,10 +117,11 @@ class Ingestor:
                 "historical_import needs the 'admin' scope", reason="MISSING_SCOPE"
             )
         if cmd.sent_at_us is not None and not 0 < cmd.sent_at_us <= MAX_TIMESTAMP_US:
+            rule = "must be a valid time after 1970 and before year 10000"
             raise InvalidArgument(
-                "sent_at must be a valid time after 1970 (and before year 10000)",
+                f"sent_at {rule}",
                 reason="INVALID_SENT_AT",
-                violations=[FieldViolation("sent_at", "must be a valid time after 1970")],
+                violations=[FieldViolation("sent_at", rule)],
             )
         wait = self._limiter.take(cmd.tenant, len(cmd.events))
         if wait is not None:
