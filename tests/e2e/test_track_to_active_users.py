@@ -14,7 +14,8 @@ from northstar_harness.eventually import assert_eventually
 
 from .conftest import READER_KEY, WRITER_KEY, Suite, auth
 
-TODAY = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+# A minute ago, not noon: an event from later today would be refused as from the future.
+TODAY = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=1)
 
 
 def ts(when: datetime) -> timestamp_pb2.Timestamp:

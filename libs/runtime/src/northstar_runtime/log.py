@@ -225,13 +225,27 @@ class LogClient:
             await self._ensure_stream(config)
 
     async def _ensure_stream(self, config: api.StreamConfig) -> None:
+        # A server error (500: e.g. "error creating store for stream" while its disk or
+        # file handles are short) or an unavailable JetStream passes: retry it briefly.
         try:
-            await self.js.add_stream(config)
-        except nats.js.errors.BadRequestError:
-            # Exists with another configuration (e.g. replicas changed): update it.
-            await self.js.update_stream(config)
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(
+                    (nats.js.errors.ServerError, nats.js.errors.ServiceUnavailableError)
+                ),
+                wait=wait_exponential_jitter(multiplier=0.2, max=2.0),
+                stop=stop_after_delay(15),
+                reraise=True,
+            ):
+                with attempt:
+                    try:
+                        await self.js.add_stream(config)
+                    except nats.js.errors.BadRequestError:
+                        # Exists with another configuration (e.g. replicas changed).
+                        await self.js.update_stream(config)
         except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as e:
             raise LogUnavailable(f"could not provision stream {config.name}: {e!r}") from e
+        except (nats.js.errors.ServerError, nats.js.errors.ServiceUnavailableError) as e:
+            raise LogUnavailable(f"could not provision stream {config.name}: {e}") from e
 
     async def publish_many(
         self, messages: Sequence[OutgoingMessage], *, timeout: float

@@ -7,6 +7,7 @@ import contextlib
 import signal
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import asyncpg
 import grpc
@@ -36,12 +37,27 @@ class Resources:
     keys: ApiKeyStore
 
 
+class Worker(Protocol):
+    """A background loop the host runs: started after the gRPC server, stopped before close.
+
+    `run` returns once `stop` was called (or raises); the host waits a bounded time for it.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    async def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 @dataclass
 class ServiceParts:
     """What a service's bootstrap returns: its gRPC servicers and background loops."""
 
     register: Sequence[Callable[[grpc.aio.Server], None]]
     projectors: Sequence[Projector] = ()
+    workers: Sequence[Worker] = ()
     on_stop: Sequence[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
@@ -120,8 +136,8 @@ class ServiceHost:
         for projector in self.parts.projectors:
             await projector.setup()
         late.install(self.parts.register)
-        for projector in self.parts.projectors:
-            self._tasks.append(asyncio.create_task(projector.run(), name=projector.name))
+        for loop in (*self.parts.projectors, *self.parts.workers):
+            self._tasks.append(asyncio.create_task(loop.run(), name=loop.name))
         self._ready = True
         await self.grpc.set_serving(log_client.connected)
         log.info("service serving", port=self.grpc.port, address=s.grpc_address)
@@ -137,8 +153,8 @@ class ServiceHost:
         if self.grpc is not None:
             await self.grpc.stop(self.settings.shutdown_grace_seconds)
         if self.parts is not None:
-            for projector in self.parts.projectors:
-                projector.stop()
+            for loop in (*self.parts.workers, *self.parts.projectors):
+                loop.stop()
         if self._tasks:
             done, pending = await asyncio.wait(self._tasks, timeout=15)
             for task in pending:

@@ -8,6 +8,8 @@ from northstar_alerts.entrypoints.grpc import SCOPES, SERVICE_NAME, AlertsServic
 from northstar_alerts.settings import AlertsSettings
 from northstar_runtime.service import Resources, ServiceHost, ServiceParts
 
+MIGRATIONS = "northstar_alerts.migrations"
+
 
 def build_host(settings: AlertsSettings, *, configure_process: bool = True) -> ServiceHost:
     """A ServiceHost running the alerts service with these settings."""
@@ -27,5 +29,6 @@ def build_host(settings: AlertsSettings, *, configure_process: bool = True) -> S
         service_names=[SERVICE_NAME],
         scopes=SCOPES,
         build=build,
+        migrations_package=MIGRATIONS,
         configure_process=configure_process,
     )
