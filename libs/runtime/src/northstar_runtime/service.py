@@ -88,6 +88,8 @@ class ServiceHost:
         self.resources: Resources | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._ready = False
+        self._log_client: LogClient | None = None
+        self._pool: asyncpg.Pool | None = None
 
     @property
     def port(self) -> int:
@@ -96,7 +98,19 @@ class ServiceHost:
         return self.grpc.port
 
     async def start(self) -> int:
-        """Connect, migrate, serve; returns the gRPC port once SERVING."""
+        """Connect, migrate, serve; returns the gRPC port once SERVING.
+
+        A failure part way (the log or the database unreachable) stops what was
+        already started, so a failed start leaks no server, connection or pool.
+        """
+        try:
+            return await self._start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.stop()
+            raise
+
+    async def _start(self) -> int:
         s = self.settings
         if self._configure_process:
             configure_logging(service=self.service, level=s.log_level, fmt=s.log_format)
@@ -115,7 +129,7 @@ class ServiceHost:
             service_names=self._service_names,
             credentials=credentials,
         )
-        log_client = await LogClient.connect(
+        self._log_client = log_client = await LogClient.connect(
             s.nats_url,
             self.topology,
             name=f"northstar-{self.service}",
@@ -128,7 +142,7 @@ class ServiceHost:
         pool = None
         if self._migrations_package is not None:
             schema = self.topology.schema(self.service)
-            pool = await create_pool(s.database_url, schema)
+            self._pool = pool = await create_pool(s.database_url, schema)
             await migrate(pool, schema, load_migrations(self._migrations_package))
         self.resources = Resources(s, self.topology, log_client, pool, keys)
         self.parts = await self._build(self.resources)
@@ -167,10 +181,12 @@ class ServiceHost:
         if self.parts is not None:
             for hook in self.parts.on_stop:
                 await hook()
-        if self.resources is not None:
-            if self.resources.pool is not None:
-                await self.resources.pool.close()
-            await self.resources.log.close()
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+        if self._log_client is not None:
+            await self._log_client.close()
+            self._log_client = None
         log.info("service stopped")
 
     async def run_until_signal(self) -> None:
