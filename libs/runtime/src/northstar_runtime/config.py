@@ -76,6 +76,18 @@ class ServiceSettings(BaseSettings):
     log_level: str = Field(default="INFO")
     log_format: str = Field(default="json", description="json or console")
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    northstar_tenant_max_in_flight: int = Field(
+        default=64,
+        ge=0,
+        description="RPCs one tenant may have in flight on one replica; beyond, "
+        "RESOURCE_EXHAUSTED with a retry delay (0: no limit)",
+    )
+    grpc_max_concurrent_rpcs: int = Field(
+        default=1024,
+        ge=1,
+        description="RPCs one replica serves at once, all tenants together; beyond, "
+        "RESOURCE_EXHAUSTED",
+    )
 
     @field_validator("log_level")
     @classmethod

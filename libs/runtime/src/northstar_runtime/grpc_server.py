@@ -31,6 +31,7 @@ from northstar_runtime.errors import (
     InvalidArgument,
     NorthstarError,
     PermissionDenied,
+    ResourceExhausted,
     Unauthenticated,
     to_rpc_status,
 )
@@ -67,6 +68,44 @@ _duration = _meter.create_histogram(
 
 _principal: contextvars.ContextVar[Principal] = contextvars.ContextVar("principal")
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
+
+
+class TenantInFlight:
+    """Bounds the RPCs each tenant has in flight, so one tenant cannot take a replica.
+
+    `admit` raises RESOURCE_EXHAUSTED (with a retry delay) beyond `limit`; every admitted
+    call is `release`d exactly once. A limit of 0 admits everything.
+    """
+
+    def __init__(self, limit: int, *, retry_after_seconds: float = 0.25) -> None:
+        self._limit = limit
+        self._retry_after = retry_after_seconds
+        self._in_flight: dict[str, int] = {}
+
+    def in_flight(self, tenant: str) -> int:
+        """The tenant's RPCs admitted and not yet released."""
+        return self._in_flight.get(tenant, 0)
+
+    def admit(self, tenant: str) -> None:
+        """Count one more RPC of `tenant`, or refuse it when the tenant is at its limit."""
+        n = self._in_flight.get(tenant, 0)
+        if self._limit and n >= self._limit:
+            raise ResourceExhausted(
+                f"this tenant already has {n} requests in flight on this replica; "
+                "retry after the delay",
+                reason="TENANT_CONCURRENCY",
+                retry_after_seconds=self._retry_after,
+            )
+        self._in_flight[tenant] = n + 1
+
+    def release(self, tenant: str) -> None:
+        """One admitted RPC of `tenant` finished."""
+        n = self._in_flight.get(tenant, 0) - 1
+        if n > 0:
+            self._in_flight[tenant] = n
+        else:
+            self._in_flight.pop(tenant, None)
+
 
 PUBLIC_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 # Larger than any valid request so that oversize requests reach the service and get
@@ -167,9 +206,12 @@ def _check_decoded(request: Any) -> None:
 class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Authentication, request context, tracing and error mapping for every RPC."""
 
-    def __init__(self, keys: ApiKeyStore, scopes: Mapping[str, Scope]) -> None:
+    def __init__(
+        self, keys: ApiKeyStore, scopes: Mapping[str, Scope], in_flight: TenantInFlight
+    ) -> None:
         self._keys = keys
         self._scopes = scopes
+        self._in_flight = in_flight
 
     async def intercept_service(
         self,
@@ -185,7 +227,9 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             return handler
         metadata = {k: v for k, v in (details.invocation_metadata or ()) if isinstance(v, str)}
         scope = self._scopes.get(method, Scope.ADMIN)
-        return _wrap(handler, method, metadata, self._authenticate, scope)
+        return _wrap(
+            handler, method, metadata, self._authenticate, scope, in_flight=self._in_flight
+        )
 
     def _authenticate(self, metadata: Mapping[str, str], scope: Scope) -> Principal:
         header = metadata.get("authorization", "")
@@ -212,15 +256,20 @@ def _wrap(
     metadata: Mapping[str, str],
     authenticate: Callable[[Mapping[str, str], Scope], Principal],
     scope: Scope,
+    *,
+    in_flight: TenantInFlight,
 ) -> grpc.RpcMethodHandler[Any, Any]:
     request_id = metadata.get("x-request-id") or uuid.uuid4().hex
 
-    async def enter(context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    async def enter(context: grpc.aio.ServicerContext[Any, Any]) -> str:
+        """Authenticate and admit the call; answers the tenant to release at the end."""
         principal = authenticate(metadata, scope)
+        in_flight.admit(principal.tenant)
         _principal.set(principal)
         remaining = context.time_remaining()
         _deadline.set(None if remaining is None else time.monotonic() + remaining)
         structlog.contextvars.bind_contextvars(tenant=principal.tenant)
+        return principal.tenant
 
     async def fail(
         context: grpc.aio.ServicerContext[Any, Any],
@@ -254,15 +303,18 @@ def _wrap(
 
         async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             with _measured(method, context) as outcome, span_for() as span:
+                tenant = None
                 try:
                     _check_decoded(request)
-                    await enter(context)
+                    tenant = await enter(context)
                     return await inner_uu(request, context)
                 except Exception as e:
                     if isinstance(e, (grpc.aio.AbortError, grpc.aio.UsageError)):
                         raise
                     await fail(context, e, span, outcome)
                 finally:
+                    if tenant is not None:
+                        in_flight.release(tenant)
                     structlog.contextvars.unbind_contextvars("request_id", "method", "tenant")
             return None
 
@@ -279,8 +331,9 @@ def _wrap(
             requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
             with _measured(method, context) as outcome, span_for() as span:
+                tenant = None
                 try:
-                    await enter(context)
+                    tenant = await enter(context)
 
                     async def decoded() -> AsyncIterator[Any]:
                         async for request in requests:
@@ -294,6 +347,8 @@ def _wrap(
                         raise
                     await fail(context, e, span, outcome)
                 finally:
+                    if tenant is not None:
+                        in_flight.release(tenant)
                     structlog.contextvars.unbind_contextvars("request_id", "method", "tenant")
 
         return grpc.stream_stream_rpc_method_handler(
@@ -309,9 +364,10 @@ def _wrap(
             request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
             with _measured(method, context) as outcome, span_for() as span:
+                tenant = None
                 try:
                     _check_decoded(request)
-                    await enter(context)
+                    tenant = await enter(context)
                     async for response in inner_us(request, context):
                         yield response
                 except Exception as e:
@@ -319,6 +375,8 @@ def _wrap(
                         raise
                     await fail(context, e, span, outcome)
                 finally:
+                    if tenant is not None:
+                        in_flight.release(tenant)
                     structlog.contextvars.unbind_contextvars("request_id", "method", "tenant")
 
         return grpc.unary_stream_rpc_method_handler(
@@ -404,14 +462,19 @@ async def create_server(
     scopes: Mapping[str, Scope],
     service_names: Sequence[str],
     credentials: grpc.ServerCredentials | None = None,
+    tenant_max_in_flight: int = 0,
+    max_concurrent_rpcs: int | None = None,
 ) -> tuple[GrpcServer, LateHandlers]:
     """Start a server on `address` (port 0 picks one) answering health (NOT_SERVING)
     and reflection at once; the servicers go into the returned LateHandlers. With
-    `credentials` the port speaks TLS only (tls.server_credentials)."""
+    `credentials` the port speaks TLS only (tls.server_credentials). Each tenant may have
+    `tenant_max_in_flight` RPCs in flight (0: any number), and the server serves at most
+    `max_concurrent_rpcs` at once; both answer RESOURCE_EXHAUSTED beyond."""
     late = LateHandlers()
     server = grpc.aio.server(
-        interceptors=[ServerInterceptor(keys, scopes)],
+        interceptors=[ServerInterceptor(keys, scopes, TenantInFlight(tenant_max_in_flight))],
         handlers=[late],
+        maximum_concurrent_rpcs=max_concurrent_rpcs,
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", 64 * 1024 * 1024),

@@ -128,6 +128,8 @@ class ServiceHost:
             scopes=self._scopes,
             service_names=self._service_names,
             credentials=credentials,
+            tenant_max_in_flight=s.northstar_tenant_max_in_flight,
+            max_concurrent_rpcs=s.grpc_max_concurrent_rpcs,
         )
         self._log_client = log_client = await LogClient.connect(
             s.nats_url,

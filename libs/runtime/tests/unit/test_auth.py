@@ -12,7 +12,7 @@ import pytest
 
 from northstar_runtime.auth import TENANT_HEADER, ApiKeyStore, Scope, hash_key, parse_inline_keys
 from northstar_runtime.errors import InvalidArgument, PermissionDenied
-from northstar_runtime.grpc_server import ServerInterceptor
+from northstar_runtime.grpc_server import ServerInterceptor, TenantInFlight
 from northstar_runtime.keys_cli import add_key, main, revoke_key
 
 
@@ -77,7 +77,7 @@ def test_cli_add_list_revoke(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 
 def _interceptor(inline: str) -> ServerInterceptor:
-    return ServerInterceptor(ApiKeyStore(inline=inline), {})
+    return ServerInterceptor(ApiKeyStore(inline=inline), {}, TenantInFlight(0))
 
 
 def test_a_service_key_acts_for_a_tenant_with_read_only() -> None:
