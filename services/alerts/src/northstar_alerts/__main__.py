@@ -1,17 +1,22 @@
-"""`python -m northstar_alerts`: run the alerts service until SIGTERM or Ctrl-C."""
+"""`python -m northstar_alerts [serve|migrate|rebuild|dead-letters]`: run the alerts
+service, apply its schema migrations and exit, reset its read models so that the next start
+replays the whole log, or list the log entries its projectors parked (JSON lines)."""
 
 from __future__ import annotations
 
-import asyncio
-
-from northstar_alerts.bootstrap import build_host
+from northstar_alerts.bootstrap import MIGRATIONS, build_host
 from northstar_alerts.settings import AlertsSettings
-from northstar_runtime.config import load_settings
+from northstar_runtime.maintenance import service_main
 
 
 def main() -> None:
     """Entry point of the `northstar-alerts` command."""
-    asyncio.run(build_host(load_settings(AlertsSettings)).run_until_signal())
+    service_main(
+        service="alerts",
+        settings_type=AlertsSettings,
+        build_host=build_host,
+        migrations_package=MIGRATIONS,
+    )
 
 
 if __name__ == "__main__":
