@@ -5,6 +5,7 @@ from __future__ import annotations
 from northstar.alerts.v1 import alerts_pb2_grpc
 from northstar_alerts.adapters.delivery_store import DeliveryStore
 from northstar_alerts.adapters.rule_store import RuleStore
+from northstar_alerts.adapters.silence_store import SilenceStore
 from northstar_alerts.application.dispatcher import Dispatcher
 from northstar_alerts.entrypoints.grpc import SCOPES, SERVICE_NAME, AlertsServicer
 from northstar_alerts.settings import AlertsSettings
@@ -18,7 +19,9 @@ def build_host(settings: AlertsSettings, *, configure_process: bool = True) -> S
 
     async def build(resources: Resources) -> ServiceParts:
         assert resources.pool is not None  # the service has migrations, so a pool
-        servicer = AlertsServicer(store=RuleStore(resources.log))
+        servicer = AlertsServicer(
+            store=RuleStore(resources.log), silences=SilenceStore(resources.log)
+        )
         return ServiceParts(
             register=[
                 lambda server: alerts_pb2_grpc.add_AlertsServiceServicer_to_server(servicer, server)

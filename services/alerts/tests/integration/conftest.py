@@ -8,6 +8,8 @@ from typing import Any
 import asyncpg
 import grpc
 import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from northstar.alerts.v1 import alerts_pb2_grpc
 from northstar_alerts.bootstrap import build_host
@@ -18,6 +20,18 @@ ADMIN_KEY = "alerts-admin-key-01"
 READ_KEY = "alerts-read-key-01"
 OTHER_ADMIN_KEY = "alerts-admin-key-02"
 API_KEYS = f"acme:admin:{ADMIN_KEY},acme:read:{READ_KEY},globex:admin:{OTHER_ADMIN_KEY}"
+
+
+def violated_fields(error: grpc.aio.AioRpcError) -> list[str]:
+    """The fields an INVALID_ARGUMENT's BadRequest detail names, in order."""
+    status = rpc_status.from_call(error)
+    assert status is not None
+    for detail in status.details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            request = error_details_pb2.BadRequest()
+            detail.Unpack(request)
+            return [v.field for v in request.field_violations]
+    return []
 
 
 def auth(key: str) -> tuple[tuple[str, str]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from google.protobuf import timestamp_pb2
+
 from northstar.alerts.v1 import alerts_pb2 as pb
 from northstar_alerts.domain.rules import (
     CRITICAL,
@@ -17,6 +19,8 @@ from northstar_alerts.domain.rules import (
     Series,
     Threshold,
 )
+from northstar_alerts.domain.silences import ACTIVE, ENDED, PENDING, SilenceState, status_at
+from northstar_alerts.domain.state import Silence
 from northstar_runtime.errors import FieldViolation, InvalidArgument
 
 _COMPARATORS: dict[pb.Comparator.ValueType, Comparator] = {
@@ -133,4 +137,53 @@ def rule_to_proto(rule: Rule) -> pb.Rule:
         if cond.relative is not None:
             anomaly.relative = cond.relative
         out.anomaly.CopyFrom(anomaly)
+    return out
+
+
+_SILENCE_STATUS_PB = {
+    PENDING: pb.SILENCE_STATUS_PENDING,
+    ACTIVE: pb.SILENCE_STATUS_ACTIVE,
+    ENDED: pb.SILENCE_STATUS_EXPIRED,
+}
+
+
+def _seconds(ts: timestamp_pb2.Timestamp) -> float:
+    return ts.seconds + ts.nanos / 1e9
+
+
+def _timestamp(at: float) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromNanoseconds(round(at * 1e9))
+    return ts
+
+
+def silence_from_proto(msg: pb.Silence, silence_id: str, now: float) -> Silence:
+    """The domain silence of a request (starts now when unset; validated by the domain)."""
+    if not msg.HasField("ends_at"):
+        raise _invalid("silence.ends_at", "required")
+    return Silence(
+        silence_id=silence_id,
+        matchers=dict(msg.matchers),
+        starts_at=_seconds(msg.starts_at) if msg.HasField("starts_at") else now,
+        ends_at=_seconds(msg.ends_at),
+        reason=msg.reason,
+        author=msg.author,
+    )
+
+
+def silence_to_proto(state: SilenceState, now: float) -> pb.Silence:
+    """The protobuf form of a silence, with its status at `now`."""
+    s = state.silence
+    out = pb.Silence(
+        silence_id=s.silence_id,
+        matchers=dict(s.matchers),
+        starts_at=_timestamp(s.starts_at),
+        ends_at=_timestamp(s.ends_at),
+        reason=s.reason,
+        author=s.author,
+        status=_SILENCE_STATUS_PB[status_at(s, now)],
+        version=state.version,
+    )
+    if s.expired_at is not None:
+        out.expired_at.CopyFrom(_timestamp(s.expired_at))
     return out

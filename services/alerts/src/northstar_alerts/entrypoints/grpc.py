@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import time
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -9,15 +13,23 @@ import grpc
 from northstar.alerts.v1 import alerts_pb2 as pb
 from northstar.alerts.v1 import alerts_pb2_grpc
 from northstar_alerts.adapters.rule_store import RuleStore
+from northstar_alerts.adapters.silence_store import SilenceStore
 from northstar_alerts.domain import rule_events as dom
-from northstar_alerts.entrypoints.convert import rule_from_proto, rule_to_proto
+from northstar_alerts.domain import silences
+from northstar_alerts.entrypoints.convert import (
+    rule_from_proto,
+    rule_to_proto,
+    silence_from_proto,
+    silence_to_proto,
+)
 from northstar_runtime.auth import Scope
-from northstar_runtime.errors import NotFound
+from northstar_runtime.errors import FieldViolation, InvalidArgument, NotFound
 from northstar_runtime.grpc_server import current_principal
 
 Context = grpc.aio.ServicerContext[Any, Any]
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AlertsService"].full_name
-_ADMIN = {"CreateRule", "UpdateRule", "DeleteRule"}
+_ADMIN = {"CreateRule", "UpdateRule", "DeleteRule", "CreateSilence", "ExpireSilence"}
+_SILENCE_ID = re.compile(r"^[0-9a-f]{32}$")
 SCOPES = {
     f"/{SERVICE_NAME}/{m.name}": Scope.ADMIN if m.name in _ADMIN else Scope.READ
     for m in pb.DESCRIPTOR.services_by_name["AlertsService"].methods
@@ -27,8 +39,15 @@ SCOPES = {
 class AlertsServicer(alerts_pb2_grpc.AlertsServiceServicer):
     """Rule commands append domain events with optimistic concurrency; reads fold the log."""
 
-    def __init__(self, store: RuleStore) -> None:
+    def __init__(
+        self,
+        store: RuleStore,
+        silences: SilenceStore,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._store = store
+        self._silences = silences
+        self._clock = clock
 
     async def CreateRule(  # noqa: N802 - gRPC method name
         self, request: pb.CreateRuleRequest, context: Context
@@ -88,4 +107,46 @@ class AlertsServicer(alerts_pb2_grpc.AlertsServiceServicer):
                 out.rules.append(
                     pb.GetRuleResponse(rule=rule_to_proto(state.rule), version=state.version)
                 )
+        return out
+
+    async def CreateSilence(  # noqa: N802 - gRPC method name
+        self, request: pb.CreateSilenceRequest, context: Context
+    ) -> pb.CreateSilenceResponse:
+        """Create a silence with a new id."""
+        who = current_principal()
+        now = self._clock()
+        silence = silence_from_proto(request.silence, uuid.uuid4().hex, now)
+        event = silences.decide_create(silence, now, who.key_id)
+        version = await self._silences.append(who.tenant, event, 0)
+        state = silences.SilenceState(silence, version)
+        return pb.CreateSilenceResponse(silence=silence_to_proto(state, now))
+
+    async def ExpireSilence(  # noqa: N802 - gRPC method name
+        self, request: pb.ExpireSilenceRequest, context: Context
+    ) -> pb.ExpireSilenceResponse:
+        """End a silence now."""
+        who = current_principal()
+        if not _SILENCE_ID.match(request.silence_id):
+            raise InvalidArgument(
+                "silence_id: not a silence id",
+                violations=[FieldViolation("silence_id", "32 lower-case hex digits")],
+            )
+        state, _ = await self._silences.load(who.tenant, request.silence_id)
+        now = self._clock()
+        event = silences.decide_expire(state, request.silence_id, now, who.key_id)
+        assert state is not None  # decide_expire raised NotFound otherwise
+        version = await self._silences.append(who.tenant, event, state.version)
+        expired = silences.evolve(state, event, version)
+        assert expired is not None
+        return pb.ExpireSilenceResponse(silence=silence_to_proto(expired, now))
+
+    async def ListSilences(  # noqa: N802 - gRPC method name
+        self, request: pb.ListSilencesRequest, context: Context
+    ) -> pb.ListSilencesResponse:
+        """The tenant's silences, newest start first; ended ones only when asked."""
+        now = self._clock()
+        out = pb.ListSilencesResponse()
+        for state in await self._silences.all(current_principal().tenant):
+            if request.include_expired or silences.status_at(state.silence, now) != silences.ENDED:
+                out.silences.append(silence_to_proto(state, now))
         return out

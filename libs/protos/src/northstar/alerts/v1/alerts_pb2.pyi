@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
@@ -102,6 +103,34 @@ SEVERITY_WARNING: Severity.ValueType  # 1
 SEVERITY_CRITICAL: Severity.ValueType  # 2
 """The critical level; suppresses the warning of the same rule."""
 Global___Severity: _TypeAlias = Severity  # noqa: Y015
+
+class _SilenceStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SilenceStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SilenceStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SILENCE_STATUS_UNSPECIFIED: _SilenceStatus.ValueType  # 0
+    """Not used."""
+    SILENCE_STATUS_PENDING: _SilenceStatus.ValueType  # 1
+    """Starts in the future."""
+    SILENCE_STATUS_ACTIVE: _SilenceStatus.ValueType  # 2
+    """Muting now."""
+    SILENCE_STATUS_EXPIRED: _SilenceStatus.ValueType  # 3
+    """Ended or expired."""
+
+class SilenceStatus(_SilenceStatus, metaclass=_SilenceStatusEnumTypeWrapper):
+    """SilenceStatus says where a silence is in its time range."""
+
+SILENCE_STATUS_UNSPECIFIED: SilenceStatus.ValueType  # 0
+"""Not used."""
+SILENCE_STATUS_PENDING: SilenceStatus.ValueType  # 1
+"""Starts in the future."""
+SILENCE_STATUS_ACTIVE: SilenceStatus.ValueType  # 2
+"""Muting now."""
+SILENCE_STATUS_EXPIRED: SilenceStatus.ValueType  # 3
+"""Ended or expired."""
+Global___SilenceStatus: _TypeAlias = SilenceStatus  # noqa: Y015
 
 @_typing.final
 class Series(_message.Message):
@@ -576,3 +605,227 @@ class ListRulesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListRulesResponse: _TypeAlias = ListRulesResponse  # noqa: Y015
+
+@_typing.final
+class Silence(_message.Message):
+    """Silence mutes the notifications of matching alerts for a time range."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class MatchersEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    SILENCE_ID_FIELD_NUMBER: _builtins.int
+    MATCHERS_FIELD_NUMBER: _builtins.int
+    STARTS_AT_FIELD_NUMBER: _builtins.int
+    ENDS_AT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    AUTHOR_FIELD_NUMBER: _builtins.int
+    EXPIRED_AT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    silence_id: _builtins.str
+    """The silence's id (set by the service)."""
+    reason: _builtins.str
+    """Why (required)."""
+    author: _builtins.str
+    """Who asked for it (required)."""
+    status: Global___SilenceStatus.ValueType
+    """Pending, active or expired at the time of the answer (output only)."""
+    version: _builtins.int
+    """The silence's version (its log position; output only)."""
+    @_builtins.property
+    def matchers(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Label name to value; an alert is muted when it has every one (alertname, rule_id
+        and severity are labels of every alert).
+        """
+
+    @_builtins.property
+    def starts_at(self) -> _timestamp_pb2.Timestamp:
+        """When muting starts (unset: now)."""
+
+    @_builtins.property
+    def ends_at(self) -> _timestamp_pb2.Timestamp:
+        """When muting ends; after starts_at and in the future."""
+
+    @_builtins.property
+    def expired_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was expired early, if it was (output only)."""
+
+    def __init__(
+        self,
+        *,
+        silence_id: _builtins.str = ...,
+        matchers: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        starts_at: _timestamp_pb2.Timestamp | None = ...,
+        ends_at: _timestamp_pb2.Timestamp | None = ...,
+        reason: _builtins.str = ...,
+        author: _builtins.str = ...,
+        expired_at: _timestamp_pb2.Timestamp | None = ...,
+        status: Global___SilenceStatus.ValueType = ...,
+        version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ends_at", b"ends_at", "expired_at", b"expired_at", "starts_at", b"starts_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "ends_at", b"ends_at", "expired_at", b"expired_at", "matchers", b"matchers", "reason", b"reason", "silence_id", b"silence_id", "starts_at", b"starts_at", "status", b"status", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Silence: _TypeAlias = Silence  # noqa: Y015
+
+@_typing.final
+class CreateSilenceRequest(_message.Message):
+    """CreateSilenceRequest creates a silence."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SILENCE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def silence(self) -> Global___Silence:
+        """The silence (silence_id, expired_at, status and version are ignored)."""
+
+    def __init__(
+        self,
+        *,
+        silence: Global___Silence | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["silence", b"silence"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["silence", b"silence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateSilenceRequest: _TypeAlias = CreateSilenceRequest  # noqa: Y015
+
+@_typing.final
+class CreateSilenceResponse(_message.Message):
+    """CreateSilenceResponse is the new silence."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SILENCE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def silence(self) -> Global___Silence:
+        """The silence as stored, with its id."""
+
+    def __init__(
+        self,
+        *,
+        silence: Global___Silence | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["silence", b"silence"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["silence", b"silence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateSilenceResponse: _TypeAlias = CreateSilenceResponse  # noqa: Y015
+
+@_typing.final
+class ExpireSilenceRequest(_message.Message):
+    """ExpireSilenceRequest ends a silence."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SILENCE_ID_FIELD_NUMBER: _builtins.int
+    silence_id: _builtins.str
+    """The silence's id."""
+    def __init__(
+        self,
+        *,
+        silence_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["silence_id", b"silence_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExpireSilenceRequest: _TypeAlias = ExpireSilenceRequest  # noqa: Y015
+
+@_typing.final
+class ExpireSilenceResponse(_message.Message):
+    """ExpireSilenceResponse is the expired silence."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SILENCE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def silence(self) -> Global___Silence:
+        """The silence after expiry."""
+
+    def __init__(
+        self,
+        *,
+        silence: Global___Silence | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["silence", b"silence"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["silence", b"silence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExpireSilenceResponse: _TypeAlias = ExpireSilenceResponse  # noqa: Y015
+
+@_typing.final
+class ListSilencesRequest(_message.Message):
+    """ListSilencesRequest lists the tenant's silences."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INCLUDE_EXPIRED_FIELD_NUMBER: _builtins.int
+    include_expired: _builtins.bool
+    """Also list silences that ended or were expired."""
+    def __init__(
+        self,
+        *,
+        include_expired: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_expired", b"include_expired"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSilencesRequest: _TypeAlias = ListSilencesRequest  # noqa: Y015
+
+@_typing.final
+class ListSilencesResponse(_message.Message):
+    """ListSilencesResponse is the tenant's silences, newest first."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SILENCES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def silences(self) -> _containers.RepeatedCompositeFieldContainer[Global___Silence]:
+        """The silences."""
+
+    def __init__(
+        self,
+        *,
+        silences: _abc.Iterable[Global___Silence] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["silences", b"silences"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSilencesResponse: _TypeAlias = ListSilencesResponse  # noqa: Y015
