@@ -19,15 +19,18 @@ def build_host(settings: AlertsSettings, *, configure_process: bool = True) -> S
 
     async def build(resources: Resources) -> ServiceParts:
         assert resources.pool is not None  # the service has migrations, so a pool
+        deliveries = DeliveryStore(resources.pool)
         servicer = AlertsServicer(
-            store=RuleStore(resources.log), silences=SilenceStore(resources.log)
+            store=RuleStore(resources.log),
+            silences=SilenceStore(resources.log),
+            deliveries=deliveries,
         )
         return ServiceParts(
             register=[
                 lambda server: alerts_pb2_grpc.add_AlertsServiceServicer_to_server(servicer, server)
             ],
             projectors=[],
-            workers=[Dispatcher(DeliveryStore(resources.pool), settings)],
+            workers=[Dispatcher(deliveries, settings)],
         )
 
     return ServiceHost(

@@ -8,15 +8,18 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
+import grpc
 import orjson
 import pytest
 
+from northstar.alerts.v1 import alerts_pb2 as pb
+from northstar.alerts.v1 import alerts_pb2_grpc
 from northstar_alerts.adapters.delivery_store import DeliveryStore
 from northstar_alerts.domain.notice import Notice
 from northstar_alerts.domain.rules import Channels
 from northstar_harness.eventually import assert_eventually
 
-from .conftest import AlertsHosts, pool_of
+from .conftest import OTHER_ADMIN_KEY, READ_KEY, AlertsHosts, auth, pool_of, violated_fields
 from .receivers import HttpReceiver, Route, SmtpReceiver
 
 _times = itertools.count(1)
@@ -287,3 +290,60 @@ async def test_two_dispatchers_on_one_schema_send_each_delivery_once(
     keys = [r.key for r in http.requests]
     assert len(keys) == 40 and len(set(keys)) == 40
     assert await pool.fetchval("SELECT count(*) FROM delivery_attempts") == 40
+
+
+async def test_list_notifications_shows_each_delivery_and_its_attempts(
+    alerts_hosts: AlertsHosts, http: HttpReceiver
+) -> None:
+    host = await alerts_hosts.start()
+    pool = pool_of(host)
+    flaky = http.url("/flaky", Route(fail=1))
+    first = await write_outbox(pool, notice(Channels(webhooks=(flaky,)), rule_id="a"))
+    second = await write_outbox(
+        pool, notice(Channels(webhooks=(http.url("/ok"),), emails=("x@y.test",)), rule_id="b")
+    )
+    await settled(pool, first)
+    await settled(pool, second)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{host.port}")
+    stub = alerts_pb2_grpc.AlertsServiceStub(channel)
+    try:
+        page = await stub.ListNotifications(
+            pb.ListNotificationsRequest(page_size=1), metadata=auth(READ_KEY)
+        )
+        [newest] = page.notifications
+        assert (newest.notification_id, newest.rule_id, newest.kind) == (second, "b", "firing")
+        assert newest.severity == pb.SEVERITY_CRITICAL
+        assert [(d.channel, d.status) for d in newest.deliveries] == [
+            ("webhook", pb.DELIVERY_STATUS_DELIVERED),
+            ("email", pb.DELIVERY_STATUS_FAILED),
+        ]
+        assert newest.deliveries[1].last_error == "no SMTP server configured"
+        older = await stub.ListNotifications(
+            pb.ListNotificationsRequest(page_size=1, page_token=page.next_page_token),
+            metadata=auth(READ_KEY),
+        )
+        [oldest] = older.notifications
+        assert oldest.notification_id == first and older.next_page_token == ""
+        [d] = oldest.deliveries
+        assert (d.target, d.attempts, d.status) == (flaky, 2, pb.DELIVERY_STATUS_DELIVERED)
+        assert d.HasField("delivered_at") and not d.HasField("next_attempt_at")
+        assert [(a.attempt, a.outcome, a.http_status) for a in d.attempt_log] == [
+            (1, "retry", 500),
+            (2, "delivered", 200),
+        ]
+        assert all(a.HasField("finished_at") and a.duration_ms > 0 for a in d.attempt_log)
+        only_a = await stub.ListNotifications(
+            pb.ListNotificationsRequest(rule_id="a"), metadata=auth(READ_KEY)
+        )
+        assert [n.notification_id for n in only_a.notifications] == [first]
+        theirs = await stub.ListNotifications(
+            pb.ListNotificationsRequest(), metadata=auth(OTHER_ADMIN_KEY)
+        )
+        assert list(theirs.notifications) == []
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.ListNotifications(
+                pb.ListNotificationsRequest(page_token="x1"), metadata=auth(READ_KEY)
+            )
+        assert violated_fields(err.value) == ["page_token"]
+    finally:
+        await channel.close()

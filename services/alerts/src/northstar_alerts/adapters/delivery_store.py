@@ -12,7 +12,8 @@ See https://www.postgresql.org/docs/current/sql-select.html#SQL-FOR-UPDATE-SHARE
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
 import asyncpg
 import orjson
@@ -42,6 +43,47 @@ class Claimed:
     attempt: int
     created_at: float
     notice: Notice
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptView:
+    """One recorded attempt, for people."""
+
+    attempt: int
+    outcome: str
+    started_at: datetime
+    finished_at: datetime | None
+    http_status: int | None
+    smtp_reply: str
+    error: str
+    duration_ms: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryView:
+    """One delivery and its attempts, for people."""
+
+    delivery_id: int
+    channel: str
+    target: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    delivered_at: datetime | None
+    last_error: str
+    attempt_log: list[AttemptView] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationView:
+    """One notification with its deliveries, for people."""
+
+    notification_id: int
+    rule_id: str
+    severity: str
+    kind: str
+    due_at: datetime
+    deliveries: list[DeliveryView] = field(default_factory=list)
 
 
 class DeliveryStore:
@@ -161,3 +203,46 @@ class DeliveryStore:
                 claimed.attempt,
                 error,
             )
+
+    async def notifications(
+        self, tenant: str, *, rule_id: str, limit: int, before: int | None
+    ) -> list[NotificationView]:
+        """The tenant's notifications below id `before` (all when None), newest first."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT notification_id, rule_id, severity, kind, due_at FROM notification_outbox"
+                " WHERE tenant = $1 AND ($2 = '' OR rule_id = $2)"
+                " AND ($3::bigint IS NULL OR notification_id < $3)"
+                " ORDER BY notification_id DESC LIMIT $4",
+                tenant,
+                rule_id,
+                before,
+                limit,
+            )
+            ids = [r["notification_id"] for r in rows]
+            delivery_rows = await conn.fetch(
+                "SELECT delivery_id, notification_id, channel, target, status, attempts,"
+                " next_attempt_at, delivered_at, last_error FROM deliveries"
+                " WHERE tenant = $1 AND notification_id = ANY($2::bigint[]) ORDER BY delivery_id",
+                tenant,
+                ids,
+            )
+            attempt_rows = await conn.fetch(
+                "SELECT delivery_id, attempt, outcome, started_at, finished_at, http_status,"
+                " smtp_reply, error, duration_ms FROM delivery_attempts"
+                " WHERE delivery_id = ANY($1::bigint[]) ORDER BY delivery_id, attempt",
+                [r["delivery_id"] for r in delivery_rows],
+            )
+        log: dict[int, list[AttemptView]] = {}
+        for a in attempt_rows:
+            fields = {k: v for k, v in a.items() if k != "delivery_id"}
+            log.setdefault(a["delivery_id"], []).append(AttemptView(**fields))
+        by_notification: dict[int, list[DeliveryView]] = {}
+        for d in delivery_rows:
+            fields = {k: v for k, v in d.items() if k != "notification_id"}
+            view = DeliveryView(**fields, attempt_log=log.get(d["delivery_id"], []))
+            by_notification.setdefault(d["notification_id"], []).append(view)
+        return [
+            NotificationView(**dict(r), deliveries=by_notification.get(r["notification_id"], []))
+            for r in rows
+        ]

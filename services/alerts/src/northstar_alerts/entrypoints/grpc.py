@@ -12,11 +12,13 @@ import grpc
 
 from northstar.alerts.v1 import alerts_pb2 as pb
 from northstar.alerts.v1 import alerts_pb2_grpc
+from northstar_alerts.adapters.delivery_store import DeliveryStore
 from northstar_alerts.adapters.rule_store import RuleStore
 from northstar_alerts.adapters.silence_store import SilenceStore
 from northstar_alerts.domain import rule_events as dom
 from northstar_alerts.domain import silences
 from northstar_alerts.entrypoints.convert import (
+    notification_to_proto,
     rule_from_proto,
     rule_to_proto,
     silence_from_proto,
@@ -30,6 +32,8 @@ Context = grpc.aio.ServicerContext[Any, Any]
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AlertsService"].full_name
 _ADMIN = {"CreateRule", "UpdateRule", "DeleteRule", "CreateSilence", "ExpireSilence"}
 _SILENCE_ID = re.compile(r"^[0-9a-f]{32}$")
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
 SCOPES = {
     f"/{SERVICE_NAME}/{m.name}": Scope.ADMIN if m.name in _ADMIN else Scope.READ
     for m in pb.DESCRIPTOR.services_by_name["AlertsService"].methods
@@ -43,10 +47,12 @@ class AlertsServicer(alerts_pb2_grpc.AlertsServiceServicer):
         self,
         store: RuleStore,
         silences: SilenceStore,
+        deliveries: DeliveryStore,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._silences = silences
+        self._deliveries = deliveries
         self._clock = clock
 
     async def CreateRule(  # noqa: N802 - gRPC method name
@@ -150,3 +156,31 @@ class AlertsServicer(alerts_pb2_grpc.AlertsServiceServicer):
             if request.include_expired or silences.status_at(state.silence, now) != silences.ENDED:
                 out.silences.append(silence_to_proto(state, now))
         return out
+
+    async def ListNotifications(  # noqa: N802 - gRPC method name
+        self, request: pb.ListNotificationsRequest, context: Context
+    ) -> pb.ListNotificationsResponse:
+        """A page of the tenant's notifications with their deliveries, newest first."""
+        violations = []
+        if len(request.rule_id) > 256 or "\x00" in request.rule_id:
+            violations.append(FieldViolation("rule_id", "not a rule id"))
+        if request.page_size < 0:
+            violations.append(FieldViolation("page_size", "must not be negative"))
+        token = request.page_token
+        if token and not (token.isascii() and token.isdigit() and 0 < len(token) <= 18):
+            violations.append(FieldViolation("page_token", "not a token of this list"))
+        if violations:
+            raise InvalidArgument("invalid page", violations=violations)
+        size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        found = await self._deliveries.notifications(
+            current_principal().tenant,
+            rule_id=request.rule_id,
+            limit=size + 1,
+            before=int(token) if token else None,
+        )
+        page = found[:size]
+        more = len(found) > size
+        return pb.ListNotificationsResponse(
+            notifications=[notification_to_proto(n) for n in page],
+            next_page_token=str(page[-1].notification_id) if more else "",
+        )

@@ -78,6 +78,11 @@ class AlertsServiceStub:
                 request_serializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListSilencesRequest.SerializeToString,
                 response_deserializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListSilencesResponse.FromString,
                 _registered_method=True)
+        self.ListNotifications = channel.unary_unary(
+                '/northstar.alerts.v1.AlertsService/ListNotifications',
+                request_serializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListNotificationsRequest.SerializeToString,
+                response_deserializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListNotificationsResponse.FromString,
+                _registered_method=True)
 
 
 class AlertsServiceServicer:
@@ -144,6 +149,14 @@ class AlertsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListNotifications(self, request, context):
+        """ListNotifications lists the tenant's notifications, newest first, with the
+        delivery of each channel target and its attempts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AlertsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -186,6 +199,11 @@ def add_AlertsServiceServicer_to_server(servicer, server):
                     servicer.ListSilences,
                     request_deserializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListSilencesRequest.FromString,
                     response_serializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListSilencesResponse.SerializeToString,
+            ),
+            'ListNotifications': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNotifications,
+                    request_deserializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListNotificationsRequest.FromString,
+                    response_serializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListNotificationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -408,6 +426,33 @@ class AlertsService:
             '/northstar.alerts.v1.AlertsService/ListSilences',
             northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListSilencesRequest.SerializeToString,
             northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListSilencesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNotifications(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/northstar.alerts.v1.AlertsService/ListNotifications',
+            northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListNotificationsRequest.SerializeToString,
+            northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListNotificationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

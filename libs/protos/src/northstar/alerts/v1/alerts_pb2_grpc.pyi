@@ -55,6 +55,10 @@ class AlertsServiceStub:
     """ExpireSilence ends a silence now; FAILED_PRECONDITION when it already ended."""
     ListSilences: _grpc.UnaryUnaryMultiCallable[_alerts_pb2.ListSilencesRequest, _alerts_pb2.ListSilencesResponse]
     """ListSilences lists the tenant's silences, newest first."""
+    ListNotifications: _grpc.UnaryUnaryMultiCallable[_alerts_pb2.ListNotificationsRequest, _alerts_pb2.ListNotificationsResponse]
+    """ListNotifications lists the tenant's notifications, newest first, with the
+    delivery of each channel target and its attempts.
+    """
 
 @_typing.type_check_only
 class AlertsServiceAsyncStub(AlertsServiceStub):
@@ -83,6 +87,10 @@ class AlertsServiceAsyncStub(AlertsServiceStub):
     """ExpireSilence ends a silence now; FAILED_PRECONDITION when it already ended."""
     ListSilences: _aio.UnaryUnaryMultiCallable[_alerts_pb2.ListSilencesRequest, _alerts_pb2.ListSilencesResponse]  # type: ignore[assignment]
     """ListSilences lists the tenant's silences, newest first."""
+    ListNotifications: _aio.UnaryUnaryMultiCallable[_alerts_pb2.ListNotificationsRequest, _alerts_pb2.ListNotificationsResponse]  # type: ignore[assignment]
+    """ListNotifications lists the tenant's notifications, newest first, with the
+    delivery of each channel target and its attempts.
+    """
 
 class AlertsServiceServicer(metaclass=_abc_1.ABCMeta):
     """AlertsService manages alert rules over the metrics service's numbers
@@ -156,5 +164,15 @@ class AlertsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_alerts_pb2.ListSilencesResponse, _abc.Awaitable[_alerts_pb2.ListSilencesResponse]]:
         """ListSilences lists the tenant's silences, newest first."""
+
+    @_abc_1.abstractmethod
+    def ListNotifications(
+        self,
+        request: _alerts_pb2.ListNotificationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_alerts_pb2.ListNotificationsResponse, _abc.Awaitable[_alerts_pb2.ListNotificationsResponse]]:
+        """ListNotifications lists the tenant's notifications, newest first, with the
+        delivery of each channel target and its attempts.
+        """
 
 def add_AlertsServiceServicer_to_server(servicer: AlertsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
