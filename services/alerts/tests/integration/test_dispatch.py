@@ -347,3 +347,24 @@ async def test_list_notifications_shows_each_delivery_and_its_attempts(
         assert violated_fields(err.value) == ["page_token"]
     finally:
         await channel.close()
+
+
+async def test_an_unreadable_notice_fails_its_delivery_and_blocks_no_other(
+    alerts_hosts: AlertsHosts, http: HttpReceiver
+) -> None:
+    host = await alerts_hosts.start()
+    pool = pool_of(host)
+    broken = await pool.fetchval(
+        "INSERT INTO notification_outbox"
+        " (tenant, rule_id, severity, kind, dedup_key, due_at, notice)"
+        " VALUES ('acme', 'r', 'warning', 'firing', 'broken', now(), $1::jsonb)"
+        " RETURNING notification_id",
+        orjson.dumps({"channels": {"webhooks": [http.url("/never")]}}).decode(),
+    )
+    fine = await write_outbox(pool, notice(Channels(webhooks=(http.url("/ok"),))))
+    [d] = await settled(pool, broken)
+    assert (d["status"], d["attempts"]) == ("failed", 1)
+    assert d["last_error"].startswith("unreadable notice: KeyError")
+    assert [a[0] for a in await attempts(pool, d["delivery_id"])] == ["failed"]
+    assert [r["status"] for r in await settled(pool, fine)] == ["delivered"]
+    assert http.seen("/never") == []

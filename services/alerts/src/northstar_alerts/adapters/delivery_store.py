@@ -131,23 +131,43 @@ class DeliveryStore:
                 chosen,
                 lease_s,
             )
+            ready: list[Claimed] = []
+            unreadable: list[tuple[int, int, str]] = []
+            for r in sorted(claimed, key=lambda r: int(r["delivery_id"])):
+                try:
+                    notice = Notice.from_json(orjson.loads(r["notice"]))
+                except (KeyError, TypeError, ValueError) as e:
+                    unreadable.append(
+                        (r["delivery_id"], r["attempts"], f"unreadable notice: {e!r}")
+                    )
+                    continue
+                ready.append(
+                    Claimed(
+                        delivery_id=r["delivery_id"],
+                        notification_id=r["notification_id"],
+                        tenant=r["tenant"],
+                        channel=r["channel"],
+                        target=r["target"],
+                        attempt=r["attempts"],
+                        created_at=r["created_at"],
+                        notice=notice,
+                    )
+                )
             await conn.executemany(
                 "INSERT INTO delivery_attempts (delivery_id, attempt) VALUES ($1, $2)",
-                [(r["delivery_id"], r["attempts"]) for r in claimed],
+                [(c.delivery_id, c.attempt) for c in ready],
             )
-        return [
-            Claimed(
-                delivery_id=r["delivery_id"],
-                notification_id=r["notification_id"],
-                tenant=r["tenant"],
-                channel=r["channel"],
-                target=r["target"],
-                attempt=r["attempts"],
-                created_at=r["created_at"],
-                notice=Notice.from_json(orjson.loads(r["notice"])),
+            # A notice no renderer can read fails its deliveries here, in the claim, so it
+            # cannot come back at every poll.
+            await conn.executemany(
+                "WITH failed AS (UPDATE deliveries SET status = 'failed', last_error = $3"
+                " WHERE delivery_id = $1 RETURNING delivery_id)"
+                " INSERT INTO delivery_attempts"
+                " (delivery_id, attempt, outcome, finished_at, error, duration_ms)"
+                " SELECT delivery_id, $2, 'failed', now(), $3, 0 FROM failed",
+                unreadable,
             )
-            for r in sorted(claimed, key=lambda r: int(r["delivery_id"]))
-        ]
+        return ready
 
     async def finish(
         self, claimed: Claimed, result: AttemptResult, decision: Decision, duration_ms: float

@@ -17,7 +17,9 @@ import time
 from collections import Counter
 
 import aiohttp
+import asyncpg
 import structlog
+from opentelemetry import metrics
 
 from northstar_alerts.adapters.delivery_store import Claimed, DeliveryStore
 from northstar_alerts.adapters.notifiers import USER_AGENT, Notifiers
@@ -26,6 +28,15 @@ from northstar_alerts.settings import AlertsSettings
 from northstar_runtime.db import TRANSIENT_DB_ERRORS
 
 log = structlog.get_logger("northstar.alerts.dispatcher")
+# A database error never ends the loop: it is logged and the next poll tries again.
+_DB_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_DB_ERRORS, asyncpg.PostgresError)
+_meter = metrics.get_meter("northstar.alerts")
+_attempts = _meter.create_counter(
+    "northstar_alerts_delivery_attempts", unit="1", description="attempts, by channel and status"
+)
+_send_seconds = _meter.create_histogram(
+    "northstar_alerts_delivery_send_seconds", unit="s", description="time of one send"
+)
 
 
 class Dispatcher:
@@ -76,7 +87,7 @@ class Dispatcher:
             claimed = await self._store.claim(
                 limit=free, busy=busy, per_target=s.delivery_per_target, lease_s=s.lease_seconds
             )
-        except TRANSIENT_DB_ERRORS as e:
+        except _DB_ERRORS as e:
             log.warning("claiming deliveries failed", error=repr(e))
             return False
         for c in claimed:
@@ -113,10 +124,12 @@ class Dispatcher:
         )
         try:
             kept = await self._store.finish(c, result, decision, duration_ms)
-        except TRANSIENT_DB_ERRORS as e:
+        except _DB_ERRORS as e:
             # Unrecorded: the lease ends and the delivery is tried again.
             log.warning("recording a delivery failed", delivery_id=c.delivery_id, error=repr(e))
             return
+        _attempts.add(1, {"channel": c.channel, "status": decision.status})
+        _send_seconds.record(duration_ms / 1000, {"channel": c.channel})
         log.info(
             "delivery attempt",
             delivery_id=c.delivery_id,
