@@ -33,6 +33,7 @@ def test_http_statuses() -> None:
     assert not AttemptResult.from_http(429).permanent
     assert not AttemptResult.from_http(408).permanent
     assert AttemptResult.from_http(404, "no such hook").permanent
+    assert AttemptResult.from_http(302).permanent  # redirects are not followed
     assert AttemptResult.from_http(404, "x" * 900).error == "x" * 500
 
 

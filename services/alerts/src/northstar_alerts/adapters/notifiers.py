@@ -19,6 +19,7 @@ from northstar_alerts.settings import AlertsSettings
 
 USER_AGENT = "northstar-alerts"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+_BODY_KEPT = 500  # bytes of an answer kept as the attempt's error
 
 
 def _describe(e: BaseException) -> str:
@@ -53,11 +54,16 @@ class Notifiers:
         }
         timeout = aiohttp.ClientTimeout(total=self._settings.http_timeout_seconds)
         try:
+            # A redirect is not followed: a POST would turn into a GET on the way.
             async with self._session.post(
-                d.target, data=orjson.dumps(body), headers=headers, timeout=timeout
+                d.target,
+                data=orjson.dumps(body),
+                headers=headers,
+                timeout=timeout,
+                allow_redirects=False,
             ) as response:
-                text = await response.text(errors="replace")
-                return AttemptResult.from_http(response.status, text)
+                head = await response.content.read(_BODY_KEPT)
+                return AttemptResult.from_http(response.status, head.decode(errors="replace"))
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as e:
             return AttemptResult(ok=False, error=_describe(e))
 

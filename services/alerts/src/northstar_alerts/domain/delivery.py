@@ -5,7 +5,7 @@ channel target (a webhook URL, a Slack webhook, an email address). Each attempt 
 an `AttemptResult`; `decide` turns it into the delivery's next status: `delivered`,
 `pending` again at a later time (exponential backoff, tenacity's wait strategies), or
 `failed` once the attempts or the age are spent, or at once on a permanent refusal (an
-HTTP 4xx other than 408, 425 and 429, an SMTP 5xx reply), as Alertmanager does.
+HTTP 3xx or 4xx other than 408, 425 and 429, an SMTP 5xx reply), as Alertmanager does.
 """
 
 from __future__ import annotations
@@ -45,10 +45,11 @@ class AttemptResult:
 
     @classmethod
     def from_http(cls, status: int, body: str = "") -> AttemptResult:
-        """A 2xx is delivered; a 4xx other than 408/425/429 is permanent; the rest retried."""
+        """A 2xx is delivered; a 3xx (redirects are not followed) or a 4xx other than
+        408/425/429 is permanent; the rest is retried."""
         if 200 <= status < 300:
             return cls(ok=True, http_status=status)
-        permanent = 400 <= status < 500 and status not in _RETRYABLE_4XX
+        permanent = 300 <= status < 500 and status not in _RETRYABLE_4XX
         return cls(ok=False, permanent=permanent, http_status=status, error=body[:500])
 
 
