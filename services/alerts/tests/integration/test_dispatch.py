@@ -368,3 +368,21 @@ async def test_an_unreadable_notice_fails_its_delivery_and_blocks_no_other(
     assert [a[0] for a in await attempts(pool, d["delivery_id"])] == ["failed"]
     assert [r["status"] for r in await settled(pool, fine)] == ["delivered"]
     assert http.seen("/never") == []
+
+
+async def test_a_receiver_slower_than_the_timeout_is_retried(
+    alerts_hosts: AlertsHosts, http: HttpReceiver
+) -> None:
+    host = await alerts_hosts.start(http_timeout_seconds=0.3)
+    pool = pool_of(host)
+    url = http.url("/sluggish", Route(delay=10.0, slow_first=1))
+    [d] = await settled(pool, await write_outbox(pool, notice(Channels(webhooks=(url,)))))
+    assert (d["status"], d["attempts"]) == ("delivered", 2)
+    rows = await pool.fetch(
+        "SELECT outcome, http_status, error, duration_ms FROM delivery_attempts"
+        " WHERE delivery_id = $1 ORDER BY attempt",
+        d["delivery_id"],
+    )
+    assert [(r["outcome"], r["http_status"]) for r in rows] == [("retry", None), ("delivered", 200)]
+    assert rows[0]["error"] == "TimeoutError: no answer within 0.3s"
+    assert 250 <= rows[0]["duration_ms"] < 5_000

@@ -23,7 +23,8 @@ _BODY_KEPT = 500  # bytes of an answer kept as the attempt's error
 
 
 def _describe(e: BaseException) -> str:
-    return f"{type(e).__name__}: {e}"[:500]
+    text = str(e)
+    return (f"{type(e).__name__}: {text}" if text else type(e).__name__)[:500]
 
 
 class Notifiers:
@@ -64,7 +65,10 @@ class Notifiers:
             ) as response:
                 head = await response.content.read(_BODY_KEPT)
                 return AttemptResult.from_http(response.status, head.decode(errors="replace"))
-        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as e:
+        except TimeoutError:
+            limit = self._settings.http_timeout_seconds
+            return AttemptResult(ok=False, error=f"TimeoutError: no answer within {limit:g}s")
+        except (aiohttp.ClientError, OSError, ValueError) as e:
             return AttemptResult(ok=False, error=_describe(e))
 
     async def _mail(self, d: Claimed) -> AttemptResult:
