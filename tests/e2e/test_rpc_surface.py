@@ -204,8 +204,16 @@ def _ids(methods: list[Method]) -> list[str]:
 
 
 async def test_every_method_is_in_the_table(surface: Surface) -> None:
-    # 2 ingest + 14 metrics + 11 experiments RPCs at the time of writing; more is fine.
-    assert len(surface.methods) >= 27
+    # 2 ingest + 14 metrics + 11 experiments + 8 alerts RPCs at the time of writing; more
+    # is fine.
+    assert len(surface.methods) >= 35
+    alerts = {m.path.rsplit("/", 1)[1]: m.scope for m in surface.methods if "Alerts" in m.service}
+    # Silences: admin to change, read to list.
+    assert (alerts["CreateSilence"], alerts["ExpireSilence"], alerts["ListSilences"]) == (
+        Scope.ADMIN,
+        Scope.ADMIN,
+        Scope.READ,
+    )
     assert {m.service for m in surface.methods} == {
         "IngestService",
         "MetricsService",

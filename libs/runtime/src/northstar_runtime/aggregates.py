@@ -68,6 +68,18 @@ class AggregateStore(Generic[E, S]):
         """The aggregate's subject."""
         return self._log.topology.domain_subject(self._service, tenant, self._aggregate, key)
 
+    async def keys(self, tenant: str) -> list[str]:
+        """The keys of every aggregate of this kind the tenant ever had (the stream's subjects)."""
+        prefix = self.subject(tenant, "")
+        try:
+            info = await self._log.js.stream_info(
+                self._log.topology.domain_stream, subjects_filter=f"{prefix}*"
+            )
+        except (nats.errors.Error, TimeoutError) as e:
+            raise Unavailable("the log is unavailable", reason="LOG_UNAVAILABLE") from e
+        subjects = info.state.subjects or {}
+        return sorted(s[len(prefix) :] for s in subjects)
+
     async def load(self, tenant: str, key: str) -> tuple[S | None, list[tuple[int, E]]]:
         """The state and the (version, event) history; (None, []) when it does not exist."""
         stream = self._log.topology.domain_stream

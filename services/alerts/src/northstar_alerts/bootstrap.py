@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from northstar.alerts.v1 import alerts_pb2_grpc
+from northstar_alerts.adapters.delivery_store import DeliveryStore
 from northstar_alerts.adapters.rule_store import RuleStore
+from northstar_alerts.adapters.silence_store import SilenceStore
+from northstar_alerts.application.dispatcher import Dispatcher
 from northstar_alerts.entrypoints.grpc import SCOPES, SERVICE_NAME, AlertsServicer
 from northstar_alerts.settings import AlertsSettings
 from northstar_runtime.service import Resources, ServiceHost, ServiceParts
@@ -15,12 +18,19 @@ def build_host(settings: AlertsSettings, *, configure_process: bool = True) -> S
     """A ServiceHost running the alerts service with these settings."""
 
     async def build(resources: Resources) -> ServiceParts:
-        servicer = AlertsServicer(store=RuleStore(resources.log))
+        assert resources.pool is not None  # the service has migrations, so a pool
+        deliveries = DeliveryStore(resources.pool)
+        servicer = AlertsServicer(
+            store=RuleStore(resources.log),
+            silences=SilenceStore(resources.log),
+            deliveries=deliveries,
+        )
         return ServiceParts(
             register=[
                 lambda server: alerts_pb2_grpc.add_AlertsServiceServicer_to_server(servicer, server)
             ],
             projectors=[],
+            workers=[Dispatcher(deliveries, settings)],
         )
 
     return ServiceHost(

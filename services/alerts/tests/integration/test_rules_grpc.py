@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from northstar.alerts.v1 import alerts_pb2 as pb
 from northstar.alerts.v1 import alerts_pb2_grpc
 
-from .conftest import ADMIN_KEY, OTHER_ADMIN_KEY, READ_KEY, auth
+from .conftest import ADMIN_KEY, OTHER_ADMIN_KEY, READ_KEY, auth, violated_fields
 
 Stub = alerts_pb2_grpc.AlertsServiceStub
 
@@ -83,12 +81,4 @@ async def test_invalid_rules_name_their_fields(stub: Stub) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.CreateRule(pb.CreateRuleRequest(rule=bad), metadata=auth(ADMIN_KEY))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    status = rpc_status.from_call(err.value)
-    assert status is not None
-    fields = []
-    for detail in status.details:
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            request = error_details_pb2.BadRequest()
-            detail.Unpack(request)
-            fields = [v.field for v in request.field_violations]
-    assert fields == ["series.name", "interval"]
+    assert violated_fields(err.value) == ["series.name", "interval"]

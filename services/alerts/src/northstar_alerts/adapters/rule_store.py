@@ -3,7 +3,6 @@ and appended with optimistic concurrency by the shared aggregate store."""
 
 from __future__ import annotations
 
-import nats.errors
 import orjson
 
 from northstar_alerts.domain.rule_events import (
@@ -16,7 +15,6 @@ from northstar_alerts.domain.rule_events import (
 )
 from northstar_runtime.aggregates import AggregateStore
 from northstar_runtime.codec import SCHEMA_HEADER, UnknownRecord
-from northstar_runtime.errors import Unavailable
 from northstar_runtime.log import LogClient
 
 
@@ -46,12 +44,4 @@ class RuleStore(AggregateStore[RuleEvent, RuleState]):
 
     async def rule_ids(self, tenant: str) -> list[str]:
         """The ids of every rule the tenant ever had, from the stream's subject list."""
-        prefix = self.subject(tenant, "")
-        try:
-            info = await self._log.js.stream_info(
-                self._log.topology.domain_stream, subjects_filter=f"{prefix}*"
-            )
-        except (nats.errors.Error, TimeoutError) as e:
-            raise Unavailable("the log is unavailable", reason="LOG_UNAVAILABLE") from e
-        subjects = info.state.subjects or {}
-        return sorted(s[len(prefix) :] for s in subjects)
+        return await self.keys(tenant)

@@ -129,6 +129,11 @@ class Rule:
         return out
 
 
+def label_key_ok(key: str) -> bool:
+    """Whether `key` is a valid label name (as Prometheus': [a-zA-Z_][a-zA-Z0-9_]*)."""
+    return bool(_LABEL_KEY.match(key))
+
+
 def compare(value: float, comparator: Comparator, level: float) -> bool:
     """Whether `value <comparator> level` holds."""
     if comparator == "<":
@@ -203,7 +208,7 @@ def validate(rule: Rule) -> None:
     if rule.repeat_s <= 0:
         v.append(FieldViolation("repeat_interval", "must be positive"))
     for key in rule.labels:
-        if not _LABEL_KEY.match(key):
+        if not label_key_ok(key):
             v.append(FieldViolation(f"labels.{key}", "must match [a-zA-Z_][a-zA-Z0-9_]*"))
     for i, url in enumerate(rule.channels.webhooks):
         if not _url_ok(url, https_only=False):

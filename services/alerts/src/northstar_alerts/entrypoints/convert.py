@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from google.protobuf import timestamp_pb2
+
 from northstar.alerts.v1 import alerts_pb2 as pb
+from northstar_alerts.adapters.delivery_store import DeliveryView, NotificationView
+from northstar_alerts.domain.delivery import DELIVERED, FAILED
+from northstar_alerts.domain.delivery import PENDING as DELIVERY_PENDING
 from northstar_alerts.domain.rules import (
     CRITICAL,
     DEFAULT_INTERVAL_S,
@@ -17,6 +24,8 @@ from northstar_alerts.domain.rules import (
     Series,
     Threshold,
 )
+from northstar_alerts.domain.silences import ACTIVE, ENDED, PENDING, SilenceState, status_at
+from northstar_alerts.domain.state import Silence
 from northstar_runtime.errors import FieldViolation, InvalidArgument
 
 _COMPARATORS: dict[pb.Comparator.ValueType, Comparator] = {
@@ -134,3 +143,101 @@ def rule_to_proto(rule: Rule) -> pb.Rule:
             anomaly.relative = cond.relative
         out.anomaly.CopyFrom(anomaly)
     return out
+
+
+_SILENCE_STATUS_PB = {
+    PENDING: pb.SILENCE_STATUS_PENDING,
+    ACTIVE: pb.SILENCE_STATUS_ACTIVE,
+    ENDED: pb.SILENCE_STATUS_EXPIRED,
+}
+
+
+def _seconds(ts: timestamp_pb2.Timestamp) -> float:
+    return ts.seconds + ts.nanos / 1e9
+
+
+def _timestamp(at: float) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromNanoseconds(round(at * 1e9))
+    return ts
+
+
+def silence_from_proto(msg: pb.Silence, silence_id: str, now: float) -> Silence:
+    """The domain silence of a request (starts now when unset; validated by the domain)."""
+    if not msg.HasField("ends_at"):
+        raise _invalid("silence.ends_at", "required")
+    return Silence(
+        silence_id=silence_id,
+        matchers=dict(msg.matchers),
+        starts_at=_seconds(msg.starts_at) if msg.HasField("starts_at") else now,
+        ends_at=_seconds(msg.ends_at),
+        reason=msg.reason,
+        author=msg.author,
+    )
+
+
+def silence_to_proto(state: SilenceState, now: float) -> pb.Silence:
+    """The protobuf form of a silence, with its status at `now`."""
+    s = state.silence
+    out = pb.Silence(
+        silence_id=s.silence_id,
+        matchers=dict(s.matchers),
+        starts_at=_timestamp(s.starts_at),
+        ends_at=_timestamp(s.ends_at),
+        reason=s.reason,
+        author=s.author,
+        status=_SILENCE_STATUS_PB[status_at(s, now)],
+        version=state.version,
+    )
+    if s.expired_at is not None:
+        out.expired_at.CopyFrom(_timestamp(s.expired_at))
+    return out
+
+
+_DELIVERY_STATUS_PB = {
+    DELIVERY_PENDING: pb.DELIVERY_STATUS_PENDING,
+    DELIVERED: pb.DELIVERY_STATUS_DELIVERED,
+    FAILED: pb.DELIVERY_STATUS_FAILED,
+}
+
+
+def _when(at: datetime | None) -> timestamp_pb2.Timestamp | None:
+    return None if at is None else _timestamp(at.timestamp())
+
+
+def _delivery_to_proto(d: DeliveryView) -> pb.Delivery:
+    return pb.Delivery(
+        delivery_id=d.delivery_id,
+        channel=d.channel,
+        target=d.target,
+        status=_DELIVERY_STATUS_PB[d.status],
+        attempts=d.attempts,
+        next_attempt_at=_when(d.next_attempt_at if d.status == DELIVERY_PENDING else None),
+        delivered_at=_when(d.delivered_at),
+        last_error=d.last_error,
+        attempt_log=[
+            pb.DeliveryAttempt(
+                attempt=a.attempt,
+                outcome=a.outcome,
+                started_at=_when(a.started_at),
+                finished_at=_when(a.finished_at),
+                http_status=a.http_status or 0,
+                smtp_reply=a.smtp_reply,
+                error=a.error,
+                duration_ms=a.duration_ms or 0.0,
+            )
+            for a in d.attempt_log
+        ],
+    )
+
+
+def notification_to_proto(n: NotificationView) -> pb.Notification:
+    """The protobuf form of a notification and its deliveries."""
+    return pb.Notification(
+        notification_id=n.notification_id,
+        rule_id=n.rule_id,
+        severity=_SEVERITY_PB[n.severity],
+        kind=n.kind,
+        due_at=_when(n.due_at),
+        deliveries=[_delivery_to_proto(d) for d in n.deliveries],
+    )

@@ -2,22 +2,38 @@
 
 from __future__ import annotations
 
+import re
+import time
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 
 from northstar.alerts.v1 import alerts_pb2 as pb
 from northstar.alerts.v1 import alerts_pb2_grpc
+from northstar_alerts.adapters.delivery_store import DeliveryStore
 from northstar_alerts.adapters.rule_store import RuleStore
+from northstar_alerts.adapters.silence_store import SilenceStore
 from northstar_alerts.domain import rule_events as dom
-from northstar_alerts.entrypoints.convert import rule_from_proto, rule_to_proto
+from northstar_alerts.domain import silences
+from northstar_alerts.entrypoints.convert import (
+    notification_to_proto,
+    rule_from_proto,
+    rule_to_proto,
+    silence_from_proto,
+    silence_to_proto,
+)
 from northstar_runtime.auth import Scope
-from northstar_runtime.errors import NotFound
+from northstar_runtime.errors import FieldViolation, InvalidArgument, NotFound
 from northstar_runtime.grpc_server import current_principal
 
 Context = grpc.aio.ServicerContext[Any, Any]
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AlertsService"].full_name
-_ADMIN = {"CreateRule", "UpdateRule", "DeleteRule"}
+_ADMIN = {"CreateRule", "UpdateRule", "DeleteRule", "CreateSilence", "ExpireSilence"}
+_SILENCE_ID = re.compile(r"^[0-9a-f]{32}$")
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
 SCOPES = {
     f"/{SERVICE_NAME}/{m.name}": Scope.ADMIN if m.name in _ADMIN else Scope.READ
     for m in pb.DESCRIPTOR.services_by_name["AlertsService"].methods
@@ -27,8 +43,17 @@ SCOPES = {
 class AlertsServicer(alerts_pb2_grpc.AlertsServiceServicer):
     """Rule commands append domain events with optimistic concurrency; reads fold the log."""
 
-    def __init__(self, store: RuleStore) -> None:
+    def __init__(
+        self,
+        store: RuleStore,
+        silences: SilenceStore,
+        deliveries: DeliveryStore,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._store = store
+        self._silences = silences
+        self._deliveries = deliveries
+        self._clock = clock
 
     async def CreateRule(  # noqa: N802 - gRPC method name
         self, request: pb.CreateRuleRequest, context: Context
@@ -89,3 +114,73 @@ class AlertsServicer(alerts_pb2_grpc.AlertsServiceServicer):
                     pb.GetRuleResponse(rule=rule_to_proto(state.rule), version=state.version)
                 )
         return out
+
+    async def CreateSilence(  # noqa: N802 - gRPC method name
+        self, request: pb.CreateSilenceRequest, context: Context
+    ) -> pb.CreateSilenceResponse:
+        """Create a silence with a new id."""
+        who = current_principal()
+        now = self._clock()
+        silence = silence_from_proto(request.silence, uuid.uuid4().hex, now)
+        event = silences.decide_create(silence, now, who.key_id)
+        version = await self._silences.append(who.tenant, event, 0)
+        state = silences.SilenceState(silence, version)
+        return pb.CreateSilenceResponse(silence=silence_to_proto(state, now))
+
+    async def ExpireSilence(  # noqa: N802 - gRPC method name
+        self, request: pb.ExpireSilenceRequest, context: Context
+    ) -> pb.ExpireSilenceResponse:
+        """End a silence now."""
+        who = current_principal()
+        if not _SILENCE_ID.match(request.silence_id):
+            raise InvalidArgument(
+                "silence_id: not a silence id",
+                violations=[FieldViolation("silence_id", "32 lower-case hex digits")],
+            )
+        state, _ = await self._silences.load(who.tenant, request.silence_id)
+        now = self._clock()
+        event = silences.decide_expire(state, request.silence_id, now, who.key_id)
+        assert state is not None  # decide_expire raised NotFound otherwise
+        version = await self._silences.append(who.tenant, event, state.version)
+        expired = silences.evolve(state, event, version)
+        assert expired is not None
+        return pb.ExpireSilenceResponse(silence=silence_to_proto(expired, now))
+
+    async def ListSilences(  # noqa: N802 - gRPC method name
+        self, request: pb.ListSilencesRequest, context: Context
+    ) -> pb.ListSilencesResponse:
+        """The tenant's silences, newest start first; ended ones only when asked."""
+        now = self._clock()
+        out = pb.ListSilencesResponse()
+        for state in await self._silences.all(current_principal().tenant):
+            if request.include_expired or silences.status_at(state.silence, now) != silences.ENDED:
+                out.silences.append(silence_to_proto(state, now))
+        return out
+
+    async def ListNotifications(  # noqa: N802 - gRPC method name
+        self, request: pb.ListNotificationsRequest, context: Context
+    ) -> pb.ListNotificationsResponse:
+        """A page of the tenant's notifications with their deliveries, newest first."""
+        violations = []
+        if len(request.rule_id) > 256 or "\x00" in request.rule_id:
+            violations.append(FieldViolation("rule_id", "not a rule id"))
+        if request.page_size < 0:
+            violations.append(FieldViolation("page_size", "must not be negative"))
+        token = request.page_token
+        if token and not (token.isascii() and token.isdigit() and 0 < len(token) <= 18):
+            violations.append(FieldViolation("page_token", "not a token of this list"))
+        if violations:
+            raise InvalidArgument("invalid page", violations=violations)
+        size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        found = await self._deliveries.notifications(
+            current_principal().tenant,
+            rule_id=request.rule_id,
+            limit=size + 1,
+            before=int(token) if token else None,
+        )
+        page = found[:size]
+        more = len(found) > size
+        return pb.ListNotificationsResponse(
+            notifications=[notification_to_proto(n) for n in page],
+            next_page_token=str(page[-1].notification_id) if more else "",
+        )

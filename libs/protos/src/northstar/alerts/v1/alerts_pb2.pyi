@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
@@ -102,6 +103,62 @@ SEVERITY_WARNING: Severity.ValueType  # 1
 SEVERITY_CRITICAL: Severity.ValueType  # 2
 """The critical level; suppresses the warning of the same rule."""
 Global___Severity: _TypeAlias = Severity  # noqa: Y015
+
+class _SilenceStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SilenceStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SilenceStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SILENCE_STATUS_UNSPECIFIED: _SilenceStatus.ValueType  # 0
+    """Not used."""
+    SILENCE_STATUS_PENDING: _SilenceStatus.ValueType  # 1
+    """Starts in the future."""
+    SILENCE_STATUS_ACTIVE: _SilenceStatus.ValueType  # 2
+    """Muting now."""
+    SILENCE_STATUS_EXPIRED: _SilenceStatus.ValueType  # 3
+    """Ended or expired."""
+
+class SilenceStatus(_SilenceStatus, metaclass=_SilenceStatusEnumTypeWrapper):
+    """SilenceStatus says where a silence is in its time range."""
+
+SILENCE_STATUS_UNSPECIFIED: SilenceStatus.ValueType  # 0
+"""Not used."""
+SILENCE_STATUS_PENDING: SilenceStatus.ValueType  # 1
+"""Starts in the future."""
+SILENCE_STATUS_ACTIVE: SilenceStatus.ValueType  # 2
+"""Muting now."""
+SILENCE_STATUS_EXPIRED: SilenceStatus.ValueType  # 3
+"""Ended or expired."""
+Global___SilenceStatus: _TypeAlias = SilenceStatus  # noqa: Y015
+
+class _DeliveryStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DeliveryStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DeliveryStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DELIVERY_STATUS_UNSPECIFIED: _DeliveryStatus.ValueType  # 0
+    """Not used."""
+    DELIVERY_STATUS_PENDING: _DeliveryStatus.ValueType  # 1
+    """Not sent yet, or to be retried at next_attempt_at."""
+    DELIVERY_STATUS_DELIVERED: _DeliveryStatus.ValueType  # 2
+    """The receiver accepted it."""
+    DELIVERY_STATUS_FAILED: _DeliveryStatus.ValueType  # 3
+    """Given up: refused, or out of attempts or time."""
+
+class DeliveryStatus(_DeliveryStatus, metaclass=_DeliveryStatusEnumTypeWrapper):
+    """DeliveryStatus is where one notification to one channel target stands."""
+
+DELIVERY_STATUS_UNSPECIFIED: DeliveryStatus.ValueType  # 0
+"""Not used."""
+DELIVERY_STATUS_PENDING: DeliveryStatus.ValueType  # 1
+"""Not sent yet, or to be retried at next_attempt_at."""
+DELIVERY_STATUS_DELIVERED: DeliveryStatus.ValueType  # 2
+"""The receiver accepted it."""
+DELIVERY_STATUS_FAILED: DeliveryStatus.ValueType  # 3
+"""Given up: refused, or out of attempts or time."""
+Global___DeliveryStatus: _TypeAlias = DeliveryStatus  # noqa: Y015
 
 @_typing.final
 class Series(_message.Message):
@@ -576,3 +633,445 @@ class ListRulesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListRulesResponse: _TypeAlias = ListRulesResponse  # noqa: Y015
+
+@_typing.final
+class Silence(_message.Message):
+    """Silence mutes the notifications of matching alerts for a time range."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class MatchersEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    SILENCE_ID_FIELD_NUMBER: _builtins.int
+    MATCHERS_FIELD_NUMBER: _builtins.int
+    STARTS_AT_FIELD_NUMBER: _builtins.int
+    ENDS_AT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    AUTHOR_FIELD_NUMBER: _builtins.int
+    EXPIRED_AT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    silence_id: _builtins.str
+    """The silence's id (set by the service)."""
+    reason: _builtins.str
+    """Why (required)."""
+    author: _builtins.str
+    """Who asked for it (required)."""
+    status: Global___SilenceStatus.ValueType
+    """Pending, active or expired at the time of the answer (output only)."""
+    version: _builtins.int
+    """The silence's version (its log position; output only)."""
+    @_builtins.property
+    def matchers(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Label name to value; an alert is muted when it has every one (alertname, rule_id
+        and severity are labels of every alert).
+        """
+
+    @_builtins.property
+    def starts_at(self) -> _timestamp_pb2.Timestamp:
+        """When muting starts (unset: now)."""
+
+    @_builtins.property
+    def ends_at(self) -> _timestamp_pb2.Timestamp:
+        """When muting ends; after starts_at and in the future."""
+
+    @_builtins.property
+    def expired_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was expired early, if it was (output only)."""
+
+    def __init__(
+        self,
+        *,
+        silence_id: _builtins.str = ...,
+        matchers: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        starts_at: _timestamp_pb2.Timestamp | None = ...,
+        ends_at: _timestamp_pb2.Timestamp | None = ...,
+        reason: _builtins.str = ...,
+        author: _builtins.str = ...,
+        expired_at: _timestamp_pb2.Timestamp | None = ...,
+        status: Global___SilenceStatus.ValueType = ...,
+        version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ends_at", b"ends_at", "expired_at", b"expired_at", "starts_at", b"starts_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "ends_at", b"ends_at", "expired_at", b"expired_at", "matchers", b"matchers", "reason", b"reason", "silence_id", b"silence_id", "starts_at", b"starts_at", "status", b"status", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Silence: _TypeAlias = Silence  # noqa: Y015
+
+@_typing.final
+class CreateSilenceRequest(_message.Message):
+    """CreateSilenceRequest creates a silence."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SILENCE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def silence(self) -> Global___Silence:
+        """The silence (silence_id, expired_at, status and version are ignored)."""
+
+    def __init__(
+        self,
+        *,
+        silence: Global___Silence | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["silence", b"silence"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["silence", b"silence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateSilenceRequest: _TypeAlias = CreateSilenceRequest  # noqa: Y015
+
+@_typing.final
+class CreateSilenceResponse(_message.Message):
+    """CreateSilenceResponse is the new silence."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SILENCE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def silence(self) -> Global___Silence:
+        """The silence as stored, with its id."""
+
+    def __init__(
+        self,
+        *,
+        silence: Global___Silence | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["silence", b"silence"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["silence", b"silence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateSilenceResponse: _TypeAlias = CreateSilenceResponse  # noqa: Y015
+
+@_typing.final
+class ExpireSilenceRequest(_message.Message):
+    """ExpireSilenceRequest ends a silence."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SILENCE_ID_FIELD_NUMBER: _builtins.int
+    silence_id: _builtins.str
+    """The silence's id."""
+    def __init__(
+        self,
+        *,
+        silence_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["silence_id", b"silence_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExpireSilenceRequest: _TypeAlias = ExpireSilenceRequest  # noqa: Y015
+
+@_typing.final
+class ExpireSilenceResponse(_message.Message):
+    """ExpireSilenceResponse is the expired silence."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SILENCE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def silence(self) -> Global___Silence:
+        """The silence after expiry."""
+
+    def __init__(
+        self,
+        *,
+        silence: Global___Silence | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["silence", b"silence"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["silence", b"silence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExpireSilenceResponse: _TypeAlias = ExpireSilenceResponse  # noqa: Y015
+
+@_typing.final
+class ListSilencesRequest(_message.Message):
+    """ListSilencesRequest lists the tenant's silences."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INCLUDE_EXPIRED_FIELD_NUMBER: _builtins.int
+    include_expired: _builtins.bool
+    """Also list silences that ended or were expired."""
+    def __init__(
+        self,
+        *,
+        include_expired: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_expired", b"include_expired"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSilencesRequest: _TypeAlias = ListSilencesRequest  # noqa: Y015
+
+@_typing.final
+class ListSilencesResponse(_message.Message):
+    """ListSilencesResponse is the tenant's silences, newest first."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SILENCES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def silences(self) -> _containers.RepeatedCompositeFieldContainer[Global___Silence]:
+        """The silences."""
+
+    def __init__(
+        self,
+        *,
+        silences: _abc.Iterable[Global___Silence] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["silences", b"silences"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSilencesResponse: _TypeAlias = ListSilencesResponse  # noqa: Y015
+
+@_typing.final
+class DeliveryAttempt(_message.Message):
+    """DeliveryAttempt is one try of a delivery."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    STARTED_AT_FIELD_NUMBER: _builtins.int
+    FINISHED_AT_FIELD_NUMBER: _builtins.int
+    HTTP_STATUS_FIELD_NUMBER: _builtins.int
+    SMTP_REPLY_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    DURATION_MS_FIELD_NUMBER: _builtins.int
+    attempt: _builtins.int
+    """1 for the first try."""
+    outcome: _builtins.str
+    """in_flight, delivered, retry, failed, interrupted or unknown."""
+    http_status: _builtins.int
+    """The HTTP status answered (0: none)."""
+    smtp_reply: _builtins.str
+    """The SMTP server's reply, for email."""
+    error: _builtins.str
+    """What went wrong, if anything."""
+    duration_ms: _builtins.float
+    """How long the send took, in milliseconds."""
+    @_builtins.property
+    def started_at(self) -> _timestamp_pb2.Timestamp:
+        """When the try was recorded, before the send."""
+
+    @_builtins.property
+    def finished_at(self) -> _timestamp_pb2.Timestamp:
+        """When its outcome was recorded (unset while in flight)."""
+
+    def __init__(
+        self,
+        *,
+        attempt: _builtins.int = ...,
+        outcome: _builtins.str = ...,
+        started_at: _timestamp_pb2.Timestamp | None = ...,
+        finished_at: _timestamp_pb2.Timestamp | None = ...,
+        http_status: _builtins.int = ...,
+        smtp_reply: _builtins.str = ...,
+        error: _builtins.str = ...,
+        duration_ms: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["finished_at", b"finished_at", "started_at", b"started_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "duration_ms", b"duration_ms", "error", b"error", "finished_at", b"finished_at", "http_status", b"http_status", "outcome", b"outcome", "smtp_reply", b"smtp_reply", "started_at", b"started_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeliveryAttempt: _TypeAlias = DeliveryAttempt  # noqa: Y015
+
+@_typing.final
+class Delivery(_message.Message):
+    """Delivery is one notification to one channel target."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELIVERY_ID_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    NEXT_ATTEMPT_AT_FIELD_NUMBER: _builtins.int
+    DELIVERED_AT_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    ATTEMPT_LOG_FIELD_NUMBER: _builtins.int
+    delivery_id: _builtins.int
+    """The delivery's id: the Idempotency-Key header of webhook and Slack sends."""
+    channel: _builtins.str
+    """webhook, slack or email."""
+    target: _builtins.str
+    """The URL or email address."""
+    status: Global___DeliveryStatus.ValueType
+    """Pending, delivered or failed."""
+    attempts: _builtins.int
+    """Tries so far."""
+    last_error: _builtins.str
+    """The last try's error."""
+    @_builtins.property
+    def next_attempt_at(self) -> _timestamp_pb2.Timestamp:
+        """When it is tried next (pending only)."""
+
+    @_builtins.property
+    def delivered_at(self) -> _timestamp_pb2.Timestamp:
+        """When the receiver accepted it (delivered only)."""
+
+    @_builtins.property
+    def attempt_log(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeliveryAttempt]:
+        """Every try, first to last."""
+
+    def __init__(
+        self,
+        *,
+        delivery_id: _builtins.int = ...,
+        channel: _builtins.str = ...,
+        target: _builtins.str = ...,
+        status: Global___DeliveryStatus.ValueType = ...,
+        attempts: _builtins.int = ...,
+        next_attempt_at: _timestamp_pb2.Timestamp | None = ...,
+        delivered_at: _timestamp_pb2.Timestamp | None = ...,
+        last_error: _builtins.str = ...,
+        attempt_log: _abc.Iterable[Global___DeliveryAttempt] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delivered_at", b"delivered_at", "next_attempt_at", b"next_attempt_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_log", b"attempt_log", "attempts", b"attempts", "channel", b"channel", "delivered_at", b"delivered_at", "delivery_id", b"delivery_id", "last_error", b"last_error", "next_attempt_at", b"next_attempt_at", "status", b"status", "target", b"target"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Delivery: _TypeAlias = Delivery  # noqa: Y015
+
+@_typing.final
+class Notification(_message.Message):
+    """Notification is one notification due: a rule and severity at one evaluation."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOTIFICATION_ID_FIELD_NUMBER: _builtins.int
+    RULE_ID_FIELD_NUMBER: _builtins.int
+    SEVERITY_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    DUE_AT_FIELD_NUMBER: _builtins.int
+    DELIVERIES_FIELD_NUMBER: _builtins.int
+    notification_id: _builtins.int
+    """The notification's id (increasing)."""
+    rule_id: _builtins.str
+    """The rule that raised it."""
+    severity: Global___Severity.ValueType
+    """Its severity."""
+    kind: _builtins.str
+    """firing, resolved or repeat."""
+    @_builtins.property
+    def due_at(self) -> _timestamp_pb2.Timestamp:
+        """When it became due."""
+
+    @_builtins.property
+    def deliveries(self) -> _containers.RepeatedCompositeFieldContainer[Global___Delivery]:
+        """One per channel target of the rule at the time."""
+
+    def __init__(
+        self,
+        *,
+        notification_id: _builtins.int = ...,
+        rule_id: _builtins.str = ...,
+        severity: Global___Severity.ValueType = ...,
+        kind: _builtins.str = ...,
+        due_at: _timestamp_pb2.Timestamp | None = ...,
+        deliveries: _abc.Iterable[Global___Delivery] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["due_at", b"due_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deliveries", b"deliveries", "due_at", b"due_at", "kind", b"kind", "notification_id", b"notification_id", "rule_id", b"rule_id", "severity", b"severity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Notification: _TypeAlias = Notification  # noqa: Y015
+
+@_typing.final
+class ListNotificationsRequest(_message.Message):
+    """ListNotificationsRequest pages through the tenant's notifications."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULE_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    rule_id: _builtins.str
+    """Only this rule's notifications (empty: every rule's)."""
+    page_size: _builtins.int
+    """At most this many (0: 50; at most 500)."""
+    page_token: _builtins.str
+    """next_page_token of the previous page (empty: the newest)."""
+    def __init__(
+        self,
+        *,
+        rule_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "rule_id", b"rule_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListNotificationsRequest: _TypeAlias = ListNotificationsRequest  # noqa: Y015
+
+@_typing.final
+class ListNotificationsResponse(_message.Message):
+    """ListNotificationsResponse is one page, newest first."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOTIFICATIONS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Pass as page_token for the next (older) page; empty on the last page."""
+    @_builtins.property
+    def notifications(self) -> _containers.RepeatedCompositeFieldContainer[Global___Notification]:
+        """The notifications with their deliveries."""
+
+    def __init__(
+        self,
+        *,
+        notifications: _abc.Iterable[Global___Notification] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "notifications", b"notifications"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListNotificationsResponse: _TypeAlias = ListNotificationsResponse  # noqa: Y015

@@ -63,6 +63,26 @@ class AlertsServiceStub:
                 request_serializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListRulesRequest.SerializeToString,
                 response_deserializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListRulesResponse.FromString,
                 _registered_method=True)
+        self.CreateSilence = channel.unary_unary(
+                '/northstar.alerts.v1.AlertsService/CreateSilence',
+                request_serializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.CreateSilenceRequest.SerializeToString,
+                response_deserializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.CreateSilenceResponse.FromString,
+                _registered_method=True)
+        self.ExpireSilence = channel.unary_unary(
+                '/northstar.alerts.v1.AlertsService/ExpireSilence',
+                request_serializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.ExpireSilenceRequest.SerializeToString,
+                response_deserializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.ExpireSilenceResponse.FromString,
+                _registered_method=True)
+        self.ListSilences = channel.unary_unary(
+                '/northstar.alerts.v1.AlertsService/ListSilences',
+                request_serializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListSilencesRequest.SerializeToString,
+                response_deserializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListSilencesResponse.FromString,
+                _registered_method=True)
+        self.ListNotifications = channel.unary_unary(
+                '/northstar.alerts.v1.AlertsService/ListNotifications',
+                request_serializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListNotificationsRequest.SerializeToString,
+                response_deserializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListNotificationsResponse.FromString,
+                _registered_method=True)
 
 
 class AlertsServiceServicer:
@@ -107,6 +127,36 @@ class AlertsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateSilence(self, request, context):
+        """CreateSilence appends SilenceCreated: notifications of alerts whose labels match
+        every matcher are muted from starts_at until ends_at (evaluation goes on).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExpireSilence(self, request, context):
+        """ExpireSilence ends a silence now; FAILED_PRECONDITION when it already ended.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSilences(self, request, context):
+        """ListSilences lists the tenant's silences, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListNotifications(self, request, context):
+        """ListNotifications lists the tenant's notifications, newest first, with the
+        delivery of each channel target and its attempts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AlertsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -134,6 +184,26 @@ def add_AlertsServiceServicer_to_server(servicer, server):
                     servicer.ListRules,
                     request_deserializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListRulesRequest.FromString,
                     response_serializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListRulesResponse.SerializeToString,
+            ),
+            'CreateSilence': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSilence,
+                    request_deserializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.CreateSilenceRequest.FromString,
+                    response_serializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.CreateSilenceResponse.SerializeToString,
+            ),
+            'ExpireSilence': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExpireSilence,
+                    request_deserializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.ExpireSilenceRequest.FromString,
+                    response_serializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.ExpireSilenceResponse.SerializeToString,
+            ),
+            'ListSilences': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSilences,
+                    request_deserializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListSilencesRequest.FromString,
+                    response_serializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListSilencesResponse.SerializeToString,
+            ),
+            'ListNotifications': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNotifications,
+                    request_deserializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListNotificationsRequest.FromString,
+                    response_serializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListNotificationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -275,6 +345,114 @@ class AlertsService:
             '/northstar.alerts.v1.AlertsService/ListRules',
             northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListRulesRequest.SerializeToString,
             northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListRulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSilence(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/northstar.alerts.v1.AlertsService/CreateSilence',
+            northstar_dot_alerts_dot_v1_dot_alerts__pb2.CreateSilenceRequest.SerializeToString,
+            northstar_dot_alerts_dot_v1_dot_alerts__pb2.CreateSilenceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExpireSilence(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/northstar.alerts.v1.AlertsService/ExpireSilence',
+            northstar_dot_alerts_dot_v1_dot_alerts__pb2.ExpireSilenceRequest.SerializeToString,
+            northstar_dot_alerts_dot_v1_dot_alerts__pb2.ExpireSilenceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSilences(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/northstar.alerts.v1.AlertsService/ListSilences',
+            northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListSilencesRequest.SerializeToString,
+            northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListSilencesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNotifications(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/northstar.alerts.v1.AlertsService/ListNotifications',
+            northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListNotificationsRequest.SerializeToString,
+            northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListNotificationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -47,6 +47,18 @@ class AlertsServiceStub:
     """GetRule reads one rule and its version."""
     ListRules: _grpc.UnaryUnaryMultiCallable[_alerts_pb2.ListRulesRequest, _alerts_pb2.ListRulesResponse]
     """ListRules lists the tenant's live rules by id."""
+    CreateSilence: _grpc.UnaryUnaryMultiCallable[_alerts_pb2.CreateSilenceRequest, _alerts_pb2.CreateSilenceResponse]
+    """CreateSilence appends SilenceCreated: notifications of alerts whose labels match
+    every matcher are muted from starts_at until ends_at (evaluation goes on).
+    """
+    ExpireSilence: _grpc.UnaryUnaryMultiCallable[_alerts_pb2.ExpireSilenceRequest, _alerts_pb2.ExpireSilenceResponse]
+    """ExpireSilence ends a silence now; FAILED_PRECONDITION when it already ended."""
+    ListSilences: _grpc.UnaryUnaryMultiCallable[_alerts_pb2.ListSilencesRequest, _alerts_pb2.ListSilencesResponse]
+    """ListSilences lists the tenant's silences, newest first."""
+    ListNotifications: _grpc.UnaryUnaryMultiCallable[_alerts_pb2.ListNotificationsRequest, _alerts_pb2.ListNotificationsResponse]
+    """ListNotifications lists the tenant's notifications, newest first, with the
+    delivery of each channel target and its attempts.
+    """
 
 @_typing.type_check_only
 class AlertsServiceAsyncStub(AlertsServiceStub):
@@ -67,6 +79,18 @@ class AlertsServiceAsyncStub(AlertsServiceStub):
     """GetRule reads one rule and its version."""
     ListRules: _aio.UnaryUnaryMultiCallable[_alerts_pb2.ListRulesRequest, _alerts_pb2.ListRulesResponse]  # type: ignore[assignment]
     """ListRules lists the tenant's live rules by id."""
+    CreateSilence: _aio.UnaryUnaryMultiCallable[_alerts_pb2.CreateSilenceRequest, _alerts_pb2.CreateSilenceResponse]  # type: ignore[assignment]
+    """CreateSilence appends SilenceCreated: notifications of alerts whose labels match
+    every matcher are muted from starts_at until ends_at (evaluation goes on).
+    """
+    ExpireSilence: _aio.UnaryUnaryMultiCallable[_alerts_pb2.ExpireSilenceRequest, _alerts_pb2.ExpireSilenceResponse]  # type: ignore[assignment]
+    """ExpireSilence ends a silence now; FAILED_PRECONDITION when it already ended."""
+    ListSilences: _aio.UnaryUnaryMultiCallable[_alerts_pb2.ListSilencesRequest, _alerts_pb2.ListSilencesResponse]  # type: ignore[assignment]
+    """ListSilences lists the tenant's silences, newest first."""
+    ListNotifications: _aio.UnaryUnaryMultiCallable[_alerts_pb2.ListNotificationsRequest, _alerts_pb2.ListNotificationsResponse]  # type: ignore[assignment]
+    """ListNotifications lists the tenant's notifications, newest first, with the
+    delivery of each channel target and its attempts.
+    """
 
 class AlertsServiceServicer(metaclass=_abc_1.ABCMeta):
     """AlertsService manages alert rules over the metrics service's numbers
@@ -114,5 +138,41 @@ class AlertsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_alerts_pb2.ListRulesResponse, _abc.Awaitable[_alerts_pb2.ListRulesResponse]]:
         """ListRules lists the tenant's live rules by id."""
+
+    @_abc_1.abstractmethod
+    def CreateSilence(
+        self,
+        request: _alerts_pb2.CreateSilenceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_alerts_pb2.CreateSilenceResponse, _abc.Awaitable[_alerts_pb2.CreateSilenceResponse]]:
+        """CreateSilence appends SilenceCreated: notifications of alerts whose labels match
+        every matcher are muted from starts_at until ends_at (evaluation goes on).
+        """
+
+    @_abc_1.abstractmethod
+    def ExpireSilence(
+        self,
+        request: _alerts_pb2.ExpireSilenceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_alerts_pb2.ExpireSilenceResponse, _abc.Awaitable[_alerts_pb2.ExpireSilenceResponse]]:
+        """ExpireSilence ends a silence now; FAILED_PRECONDITION when it already ended."""
+
+    @_abc_1.abstractmethod
+    def ListSilences(
+        self,
+        request: _alerts_pb2.ListSilencesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_alerts_pb2.ListSilencesResponse, _abc.Awaitable[_alerts_pb2.ListSilencesResponse]]:
+        """ListSilences lists the tenant's silences, newest first."""
+
+    @_abc_1.abstractmethod
+    def ListNotifications(
+        self,
+        request: _alerts_pb2.ListNotificationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_alerts_pb2.ListNotificationsResponse, _abc.Awaitable[_alerts_pb2.ListNotificationsResponse]]:
+        """ListNotifications lists the tenant's notifications, newest first, with the
+        delivery of each channel target and its attempts.
+        """
 
 def add_AlertsServiceServicer_to_server(servicer: AlertsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
