@@ -30,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,13 +71,13 @@ EXPORTED_METRICS = frozenset(
 # Secrets a render may reference without containing: the base leaves them to the overlays;
 # production's are created by the operator first (deploy/k8s/README.md) or by CloudNativePG.
 EXTERNAL_SECRETS = {
-    "base": {"northstar-api-keys", "northstar-database"},
-    "prod": {"northstar-api-keys", "northstar-pg-app"},
+    "base": {"northstar-api-keys", "northstar-database", "northstar-alerts"},
+    "prod": {"northstar-api-keys", "northstar-pg-app", "northstar-alerts"},
 }
-NORTHSTAR_DEPLOYMENTS = re.compile(r"^(ingest|metrics|experiments)(-p\d+-\d+)?$")
+NORTHSTAR_DEPLOYMENTS = re.compile(r"^(ingest|metrics|experiments|alerts)(-p\d+-\d+)?$")
 NORTHSTAR_PARTITIONS_KEY = "NORTHSTAR_PARTITIONS"
 # The services with a PostgreSQL schema: their pods migrate before serving.
-MIGRATING_SERVICES = ("metrics", "experiments")
+MIGRATING_SERVICES = ("metrics", "experiments", "alerts")
 
 
 @dataclass
@@ -257,7 +258,8 @@ def _check_references(where: str, objects: list[dict[str, Any]], report: Report)
             continue
         wanted: set[tuple[str, str]] = set()
         for v in pod.get("volumes", []):
-            if "secret" in v:
+            # An optional Secret (e.g. an SMTP password only some installs have) may be absent.
+            if "secret" in v and not v["secret"].get("optional", False):
                 wanted.add(("Secret", v["secret"]["secretName"]))
             if "configMap" in v:
                 wanted.add(("ConfigMap", v["configMap"]["name"]))
@@ -486,6 +488,16 @@ def check_dockerfiles(report: Report) -> None:
             report.fail("dockerfiles", f"no deploy/docker/{service}.Dockerfile")
 
 
+def _workspace_packages() -> list[str]:
+    """The names of the workspace's own packages (libs/*, services/*)."""
+    names = []
+    for pyproject in sorted(
+        [*ROOT.glob("libs/*/pyproject.toml"), *ROOT.glob("services/*/pyproject.toml")]
+    ):
+        names.append(tomllib.loads(pyproject.read_text())["project"]["name"])
+    return names
+
+
 def check_install_alone(report: Report) -> None:
     """Each image's dependency set installs alone: the image's `uv sync`, in a fresh venv."""
     uv = shutil.which("uv")
@@ -506,6 +518,9 @@ def check_install_alone(report: Report) -> None:
                     "--no-editable",
                     "--package",
                     f"northstar-{service}",
+                    # uv caches a built local package by its pyproject.toml only: without
+                    # this a changed module (regenerated protos) would install stale.
+                    *(f"--reinstall-package={p}" for p in _workspace_packages()),
                 ],
                 [str(venv / "bin" / "python"), "-c", f"import northstar_{service}.__main__"],
             ]
