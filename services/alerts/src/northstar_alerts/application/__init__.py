@@ -1,0 +1,1 @@
+"""Use cases of the alerts service: evaluating rules, acknowledging alerts."""
