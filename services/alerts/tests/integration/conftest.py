@@ -50,6 +50,7 @@ async def stub(
         northstar_api_keys=API_KEYS,
         northstar_partitions=4,
         shutdown_grace_seconds=1.0,
+        alerts_evaluator_enabled=False,
     )
     host = build_host(settings, configure_process=False)
     port = await host.start()
