@@ -7,10 +7,11 @@ import socket
 import uuid
 
 from northstar.alerts.v1 import alerts_pb2_grpc
-from northstar_alerts.adapters.alert_store import EventOutbox
+from northstar_alerts.adapters.alert_store import AlertLog, EventOutbox
 from northstar_alerts.adapters.metrics_client import MetricsClient
 from northstar_alerts.adapters.rule_store import RuleStore
 from northstar_alerts.adapters.schedule import RuleSchedule, RulesProjection
+from northstar_alerts.application.alerts import AlertBook
 from northstar_alerts.application.defaults import DefaultRulesInstaller
 from northstar_alerts.application.evaluation import EvaluationRecorder
 from northstar_alerts.application.scheduler import EvaluationScheduler
@@ -43,7 +44,8 @@ def build_host(settings: AlertsSettings, *, configure_process: bool = True) -> S
             owner=evaluator_id(),
             lease_s=settings.alerts_evaluation_timeout_seconds + LEASE_MARGIN_S,
         )
-        servicer = AlertsServicer(store=rules)
+        book = AlertBook(pool, outbox, AlertLog(resources.log), rules, metrics.observe)
+        servicer = AlertsServicer(store=rules, book=book)
         workers: list[Worker] = []
         if settings.alerts_evaluator_enabled:
             defaults = None

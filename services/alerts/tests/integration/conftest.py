@@ -51,6 +51,10 @@ async def stub(
         northstar_partitions=4,
         shutdown_grace_seconds=1.0,
         alerts_evaluator_enabled=False,
+        # Nothing listens there: TestRule meets an unreachable metrics service.
+        metrics_service_address="127.0.0.1:1",
+        metrics_service_deadline_seconds=1.0,
+        metrics_service_attempts=1,
     )
     host = build_host(settings, configure_process=False)
     port = await host.start()
