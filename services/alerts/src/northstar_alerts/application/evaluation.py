@@ -114,7 +114,8 @@ class EvaluationRecorder:
             before = await load_states(conn, rule.tenant, rule.rule_id, lock=True)
             outcome = evaluate(rule, before, obs, silences)
             full_before = {sev: before.get(sev, AlertState(severity=sev)) for sev in outcome.states}
-            await save_states(conn, rule.tenant, rule.rule_id, outcome.states.values())
+            changed = [st for sev, st in outcome.states.items() if full_before[sev] != st]
+            await save_states(conn, rule.tenant, rule.rule_id, changed)
             await add_notices(conn, notices_for(rule, full_before, outcome))
             ids = await self._outbox.add(
                 conn, rule.tenant, [transitioned(t) for t in outcome.transitions]
