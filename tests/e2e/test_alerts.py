@@ -81,6 +81,10 @@ async def test_the_metrics_client_reads_kpis_and_daily_metrics(
     # DAU: 3 users yesterday, 1 the day before.
     events += [_event(f"v{i}", "page.view", f"u{i}", NOW - timedelta(days=1)) for i in range(3)]
     events.append(_event("v9", "page.view", "u0", NOW - timedelta(days=2)))
+    # Clicks: 2 in the last complete hour, 1 in the hour before.
+    hour = NOW.replace(minute=0) - timedelta(hours=1)
+    events += [_event(f"c{i}", "click", "u1", hour + timedelta(minutes=10 + i)) for i in range(2)]
+    events.append(_event("c9", "click", "u1", hour - timedelta(minutes=30)))
     await _track(suite, events)
 
     async def projected() -> bool:
@@ -102,6 +106,14 @@ async def test_the_metrics_client_reads_kpis_and_daily_metrics(
         return True
 
     await assert_eventually(dau_counted, timeout=30)
+    clicks = await metrics_client.observe(
+        _rule(Series("metric", "event_count", "hour", "click"), RelativeChange(">", 0.5)), at
+    )
+    assert (clicks.value, clicks.previous, clicks.error) == (2.0, 1.0, "")
+    hourly_mrr = await metrics_client.observe(
+        _rule(Series("metric", "mrr", "hour"), Threshold("<", 1.0)), at
+    )
+    assert (hourly_mrr.value, hourly_mrr.error) == (None, "metrics has no hourly mrr")
     anomaly = await metrics_client.observe(_rule(Series("metric", "dau"), Anomaly()), at)
     # The series starts 10 days ago: the 9 days before yesterday are the baseline.
     assert anomaly.value == 3.0

@@ -61,6 +61,7 @@ def build_host(settings: AlertsSettings, *, configure_process: bool = True) -> S
                     timeout_s=settings.alerts_evaluation_timeout_seconds,
                     poll_s=settings.alerts_poll_seconds,
                     defaults=defaults,
+                    keep_evaluations_days=settings.alerts_evaluations_keep_days,
                 )
             )
         return ServiceParts(

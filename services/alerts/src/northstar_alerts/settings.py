@@ -46,6 +46,9 @@ class AlertsSettings(ServiceSettings):
     alerts_poll_seconds: float = Field(
         default=1.0, gt=0, description="how often the scheduler looks for due rules"
     )
+    alerts_evaluations_keep_days: float = Field(
+        default=7.0, gt=0, description="days evaluation records are kept"
+    )
     alerts_default_rules: bool = Field(
         default=True, description="install the KPI table's rules for every tenant with a key"
     )

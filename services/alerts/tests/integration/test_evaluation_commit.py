@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from northstar_alerts.adapters.alert_store import AlertLog, load_states
+from northstar_alerts.adapters.alert_store import AlertLog, load_states, prune_evaluations
 from northstar_alerts.domain.alert_events import TRANSITIONED, transitioned
 from northstar_alerts.domain.rules import Rule, Series, Threshold
 from northstar_alerts.domain.state import FIRING, INACTIVE, RESOLVED, Observation, Transition
@@ -121,3 +121,15 @@ async def test_a_metrics_error_is_recorded_and_changes_no_state(alerts_db: Alert
         "metrics unavailable"
     )
     assert await _count(alerts_db, "SELECT count(*) FROM notification_outbox") == 1
+
+
+async def test_old_evaluation_records_are_pruned(alerts_db: AlertsDb) -> None:
+    await alerts_db.pool.executemany(
+        "INSERT INTO alert_evaluations (tenant, rule_id, evaluated_at, outcome, evaluator,"
+        " recorded_at) VALUES ('acme', 'r', $1, 'ok', 'a', now() - make_interval(days => $2))",
+        [(1.0, 8), (2.0, 8), (3.0, 6)],
+    )
+    assert await prune_evaluations(alerts_db.pool, keep_days=7, limit=1) == 1
+    assert await prune_evaluations(alerts_db.pool, keep_days=7) == 1
+    rows = await alerts_db.pool.fetch("SELECT evaluated_at FROM alert_evaluations")
+    assert [r["evaluated_at"] for r in rows] == [3.0]

@@ -209,3 +209,14 @@ class EventOutbox:
                     "UPDATE event_outbox SET published_at = now() WHERE event_id = ANY($1)", done
                 )
         return len(done)
+
+
+async def prune_evaluations(pool: asyncpg.Pool, *, keep_days: float, limit: int = 10_000) -> int:
+    """Forget evaluation records older than `keep_days` (at most `limit` per call); how many."""
+    result = await pool.execute(
+        "DELETE FROM alert_evaluations WHERE ctid IN (SELECT ctid FROM alert_evaluations"
+        " WHERE recorded_at < now() - make_interval(secs => $1) LIMIT $2)",
+        keep_days * 86_400,
+        limit,
+    )
+    return int(result.split()[-1])

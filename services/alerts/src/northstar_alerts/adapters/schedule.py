@@ -99,7 +99,7 @@ class RuleSchedule:
     """Claims due rules under a lease and completes their evaluations."""
 
     def __init__(self, pool: asyncpg.Pool, *, owner: str, lease_s: float) -> None:
-        self._pool = pool
+        self.pool = pool
         self.owner = owner
         self._lease_s = lease_s
 
@@ -107,7 +107,7 @@ class RuleSchedule:
         """Up to `limit` rules due at `now`, leased to this owner."""
         if limit <= 0:
             return []
-        rows = await self._pool.fetch(
+        rows = await self.pool.fetch(
             "WITH due AS (SELECT tenant, rule_id FROM alert_rules"
             "  WHERE NOT deleted AND next_due_at <= $1"
             "  AND (lease_until IS NULL OR lease_until < $1)"

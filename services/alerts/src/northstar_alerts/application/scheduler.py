@@ -11,8 +11,9 @@ exactly once across replicas), and evaluates each in its own task:
 - graceful stop: no new claims; evaluations in flight get `timeout_s` to finish, then are
   cancelled (their leases lapse and another replica redoes them with the same time).
 
-Each round also publishes transition events a crash left in the outbox, and (at most
-every `install_every_s`) installs the default KPI rules of new tenants.
+Each round also publishes transition events a crash left in the outbox, (at most every
+`install_every_s`) installs the default KPI rules of new tenants, and (hourly) forgets
+evaluation records older than `keep_evaluations_days`, so the table stays bounded.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections.abc import Callable
 import asyncpg
 import structlog
 
-from northstar_alerts.adapters.alert_store import EventOutbox
+from northstar_alerts.adapters.alert_store import EventOutbox, prune_evaluations
 from northstar_alerts.adapters.schedule import Claim, RuleSchedule
 from northstar_alerts.application.defaults import DefaultRulesInstaller
 from northstar_alerts.application.evaluation import EvaluationRecorder, Observe
@@ -41,6 +42,7 @@ _PASSING: tuple[type[BaseException], ...] = (
     asyncpg.PostgresError,
     NorthstarError,
 )
+PRUNE_EVERY_S = 3600.0
 # Events older than this still in the outbox were left by a crash (or a log outage).
 RELAY_AFTER_S = 5.0
 
@@ -62,6 +64,7 @@ class EvaluationScheduler:
         poll_s: float = 1.0,
         defaults: DefaultRulesInstaller | None = None,
         install_every_s: float = 30.0,
+        keep_evaluations_days: float = 7.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._schedule = schedule
@@ -73,11 +76,13 @@ class EvaluationScheduler:
         self._poll_s = poll_s
         self._defaults = defaults
         self._install_every_s = install_every_s
+        self._keep_evaluations_days = keep_evaluations_days
         self._clock = clock
         self._in_flight: set[asyncio.Task[bool]] = set()
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._installed_at = float("-inf")
+        self._pruned_at = float("-inf")
 
     def stop(self) -> None:
         """Claim nothing more; `run` returns once evaluations in flight end."""
@@ -103,6 +108,9 @@ class EvaluationScheduler:
         if self._defaults is not None and now - self._installed_at >= self._install_every_s:
             await self._defaults.install_new()
             self._installed_at = now
+        if now - self._pruned_at >= PRUNE_EVERY_S:
+            await prune_evaluations(self._schedule.pool, keep_days=self._keep_evaluations_days)
+            self._pruned_at = now
         await self._outbox.publish(older_than_s=RELAY_AFTER_S)
         for claim in await self._schedule.claim(now, self._concurrency - len(self._in_flight)):
             task = asyncio.create_task(self._evaluate(claim), name=f"evaluate {claim.rule.rule_id}")
