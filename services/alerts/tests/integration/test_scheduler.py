@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+from northstar_alerts.adapters.alert_store import AlertLog
 from northstar_alerts.application.scheduler import EvaluationScheduler
+from northstar_alerts.domain.alert_events import transitioned
 from northstar_alerts.domain.rules import Rule, Series, Threshold
-from northstar_alerts.domain.state import ManualClock, Observation
+from northstar_alerts.domain.state import FIRING, INACTIVE, ManualClock, Observation, Transition
 from northstar_harness.eventually import assert_eventually
 
 from .conftest import AlertsDb
@@ -115,3 +117,21 @@ async def test_the_worker_loop_evaluates_due_rules_and_stops(alerts_db: AlertsDb
     scheduler.stop()
     await asyncio.wait_for(task, timeout=10)
     assert sorted(metrics.reads.values()) == [1] * 10  # not due again at the same time
+
+
+async def test_the_worker_publishes_events_a_crash_left_in_the_outbox(alerts_db: AlertsDb) -> None:
+    event = transitioned(Transition("r1", "critical", INACTIVE, FIRING, 1000.0, 0.1, 0.2))
+    async with alerts_db.pool.acquire() as conn, conn.transaction():
+        await alerts_db.outbox.add(conn, "acme", [event])
+    # Committed a minute ago, never published: the process died in between.
+    await alerts_db.pool.execute("UPDATE event_outbox SET created_at = now() - interval '1 minute'")
+    scheduler = _scheduler(alerts_db, "a", Metrics(), ManualClock(1000.0))
+    task = asyncio.create_task(scheduler.run())
+
+    async def published() -> bool:
+        return await alerts_db.pool.fetchval("SELECT published_at IS NOT NULL FROM event_outbox")
+
+    await assert_eventually(published, timeout=20)
+    scheduler.stop()
+    await asyncio.wait_for(task, timeout=10)
+    assert await AlertLog(alerts_db.log).history("acme", "r1") == [event]

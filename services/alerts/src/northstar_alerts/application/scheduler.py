@@ -8,8 +8,8 @@ exactly once across replicas), and evaluates each in its own task:
   nothing is claimed beyond them (rules wait in the table, not in this process);
 - one slow or failing rule delays no other beyond its own deadline: each evaluation has
   `timeout_s` for its metrics reads, after which it is recorded as an ERROR evaluation;
-- graceful stop: no new claims; evaluations in flight get `timeout_s` to finish, then are
-  cancelled (their leases lapse and another replica redoes them with the same time).
+- graceful stop: no new claims; evaluations in flight get up to `DRAIN_S` to finish, then
+  are cancelled (their leases lapse and another replica redoes them with the same time).
 
 Each round also publishes transition events a crash left in the outbox, (at most every
 `install_every_s`) installs the default KPI rules of new tenants, and (hourly) forgets
@@ -43,6 +43,8 @@ _PASSING: tuple[type[BaseException], ...] = (
     NorthstarError,
 )
 PRUNE_EVERY_S = 3600.0
+# Stopping waits at most this for evaluations in flight (the host gives its loops 15 s).
+DRAIN_S = 10.0
 # Events older than this still in the outbox were left by a crash (or a log outage).
 RELAY_AFTER_S = 5.0
 
@@ -83,6 +85,7 @@ class EvaluationScheduler:
         self._stopping = asyncio.Event()
         self._installed_at = float("-inf")
         self._pruned_at = float("-inf")
+        self._relayed_at = float("-inf")
 
     def stop(self) -> None:
         """Claim nothing more; `run` returns once evaluations in flight end."""
@@ -111,7 +114,9 @@ class EvaluationScheduler:
         if now - self._pruned_at >= PRUNE_EVERY_S:
             await prune_evaluations(self._schedule.pool, keep_days=self._keep_evaluations_days)
             self._pruned_at = now
-        await self._outbox.publish(older_than_s=RELAY_AFTER_S)
+        if now - self._relayed_at >= RELAY_AFTER_S:
+            await self._outbox.publish(older_than_s=RELAY_AFTER_S)
+            self._relayed_at = now
         for claim in await self._schedule.claim(now, self._concurrency - len(self._in_flight)):
             task = asyncio.create_task(self._evaluate(claim), name=f"evaluate {claim.rule.rule_id}")
             self._in_flight.add(task)
@@ -124,7 +129,7 @@ class EvaluationScheduler:
     async def _drain(self) -> None:
         if not self._in_flight:
             return
-        _, pending = await asyncio.wait(set(self._in_flight), timeout=self._timeout_s)
+        _, pending = await asyncio.wait(set(self._in_flight), timeout=min(self._timeout_s, DRAIN_S))
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
