@@ -4,8 +4,10 @@
 alerts evaluator (this process) against a metrics service in another process, both over
 the local NATS and PostgreSQL in a fresh namespace (dropped afterwards). Each tenant has a
 month of events (signups, activations, page views) projected by metrics first. The rules
-are a mix: half activation-rate thresholds (Kpis), a quarter DAU anomaly rules and a quarter
-relative changes of a daily event count (Forecast history). They are put into the schedule
+are a mix: half the default KPI rules (one Kpis answer per tenant, shared by its KPI rules
+for METRICS_SERVICE_CACHE_SECONDS), a quarter DAU anomaly rules (one Forecast read per
+tenant, shared likewise) and a quarter relative changes of a daily event count, one event
+name per rule (a Forecast read each, never shared). They are put into the schedule
 as the rules projection does (no log round trip per rule), their first due times spread
 over a minute, as rules created at different times are.
 
@@ -41,7 +43,7 @@ from northstar_alerts.application.evaluation import EvaluationRecorder
 from northstar_alerts.application.scheduler import EvaluationScheduler
 from northstar_alerts.bootstrap import MIGRATIONS
 from northstar_alerts.domain.rule_events import CREATED, RuleEvent, event_to_json
-from northstar_alerts.domain.rules import Anomaly, RelativeChange, Rule, Series, Threshold
+from northstar_alerts.domain.rules import Anomaly, RelativeChange, Rule, Series, default_rules
 from northstar_harness.isolation import drop_namespace, new_namespace
 from northstar_harness.servers import free_port
 from northstar_runtime.codec import TYPE_HEADER, encode_batch
@@ -55,6 +57,7 @@ log = structlog.get_logger("bench.alerts")
 SERVICE_KEY = "bench-alerts-service-key-01"
 START_MARK, END_MARK = "<!-- alerts:start -->", "<!-- alerts:end -->"
 DAY_US = 86_400_000_000
+CACHE_S = 30.0  # METRICS_SERVICE_CACHE_SECONDS' default
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -62,17 +65,20 @@ def _pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, round(q * (len(s) - 1)))]
 
 
+KPI_RULES = default_rules("bench")
+
+
 def _rule(tenant: str, i: int) -> Rule:
     kind = i % 4
-    series, condition = {
-        0: (Series("kpi", "activation_rate"), Threshold("<", warning=0.3, critical=0.2)),
-        1: (Series("kpi", "activation_rate"), Threshold("<", warning=0.5, critical=0.4)),
-        2: (Series("metric", "dau"), Anomaly(z=3.0)),
-        3: (
-            Series("metric", "event_count", event_name="page.view"),
-            RelativeChange("<", warning=-0.3),
-        ),
-    }[kind]
+    if kind < 2:
+        kpi = KPI_RULES[i % len(KPI_RULES)]
+        series, condition = kpi.series, kpi.condition
+    elif kind == 2:
+        series, condition = Series("metric", "dau"), Anomaly(z=2.0 + i % 3)
+    else:
+        # One event name per rule: these reads are never shared.
+        series = Series("metric", "event_count", event_name=f"feature.{i}")
+        condition = RelativeChange("<", warning=-0.3)
     return Rule(
         rule_id=f"bench-{i}",
         tenant=tenant,
@@ -190,7 +196,7 @@ async def run(quick: bool) -> dict[str, Any]:
     schema = topology.schema("alerts")
     pool = await create_pool(database_url, schema, max_size=concurrency + 8)
     channel = grpc.aio.insecure_channel(address)
-    client = MetricsClient(channel, SERVICE_KEY, deadline_s=10, attempts=3)
+    client = MetricsClient(channel, SERVICE_KEY, deadline_s=10, attempts=3, cache_s=CACHE_S)
     try:
         await _serving(address, 60)
         await log_client.ensure_streams()
@@ -297,15 +303,18 @@ while measuring. One evaluator (this process) and one metrics service (another p
 | What | Figure |
 |---|---|
 | Evaluations measured (after a minute of warm-up) | {r["evaluations"]:,} of {r["expected"]:,} due |
+| Evaluations committed per minute | {r["evaluations"] / (r["minutes"] - 1):,.0f} |
 | Lag, scheduled to committed, p50 / p99 / max | {lag} |
 | Error evaluations | {r["errors"]:,} |
 | Rules overdue when the run stopped | {r["behind_at_end"]:,} |
 | Evaluator CPU / metrics CPU | {r["evaluator_cores"]:.2f} / {r["metrics_cores"]:.2f} cores |
 
 Method: {r["events"]:,} events projected by metrics first; {r["minutes"]} minutes of
-evaluation with at most {r["concurrency"]} rules in flight. Rules: half activation-rate
-thresholds (one Kpis call each), a quarter DAU anomaly rules and a quarter relative changes
-of a daily event count (one Forecast call each); first due times spread over a minute.
+evaluation with at most {r["concurrency"]} rules in flight. Rules: half the default KPI
+rules (their tenant's Kpis answer shared for {CACHE_S:g} s), a quarter DAU anomaly rules
+(one Forecast read per tenant, shared likewise) and a quarter relative changes of a daily
+event count, one event name per rule (a Forecast read each); first due times spread over a
+minute.
 Reproduce: `make bench-alerts` (`--quick`: 1,000 rules across 10 tenants, 3 minutes).
 {END_MARK}
 """

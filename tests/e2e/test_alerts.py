@@ -170,6 +170,8 @@ async def _alerts(
         metrics_service_api_key=SERVICE_KEY,
         metrics_service_deadline_seconds=2.0,
         metrics_service_attempts=2,
+        # Every evaluation reads metrics afresh: the test changes the numbers between them.
+        metrics_service_cache_seconds=0,
         alerts_poll_seconds=0.1,
     )
     host = build_alerts(settings, configure_process=False)

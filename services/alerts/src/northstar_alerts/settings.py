@@ -34,6 +34,9 @@ class AlertsSettings(ServiceSettings):
     metrics_service_attempts: int = Field(
         default=3, ge=1, le=10, description="tries of a call failing UNAVAILABLE/DEADLINE_EXCEEDED"
     )
+    metrics_service_cache_seconds: float = Field(
+        default=30.0, ge=0, description="identical metrics reads within this share one call"
+    )
     alerts_evaluator_enabled: bool = Field(
         default=True, description="run the evaluation scheduler in this replica"
     )

@@ -2,8 +2,9 @@
 
 Calls carry the alerts service's `service`-scope key and `x-northstar-tenant` (the rule's
 tenant), each with its own deadline, retried with jittered backoff on UNAVAILABLE and
-DEADLINE_EXCEEDED only. Any failure yields an Observation with `error` set, which the
-evaluator records as an ERROR evaluation and the state machine never takes for a resolve.
+DEADLINE_EXCEEDED only; identical reads within `cache_s` seconds share one call. Any
+failure yields an Observation with `error` set, which the evaluator records as an ERROR
+evaluation and the state machine never takes for a resolve.
 
 What is read, for a rule evaluated at time `at` (readings in docs/spec-readings.md):
 
@@ -19,9 +20,11 @@ What is read, for a rule evaluated at time `at` (readings in docs/spec-readings.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+import time
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from typing import Any, TypeVar, cast
 
 import grpc
 import structlog
@@ -42,6 +45,7 @@ from northstar_runtime.tls import channel_credentials
 
 log = structlog.get_logger("northstar.alerts.metrics")
 R = TypeVar("R", bound=Message)
+T = TypeVar("T")
 
 BASELINE_DAYS = 28
 _TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
@@ -84,6 +88,50 @@ def _transient(error: BaseException) -> bool:
     return isinstance(error, grpc.aio.AioRpcError) and error.code() in _TRANSIENT
 
 
+class ReadCache:
+    """Answers of identical reads, shared for `ttl_s` seconds.
+
+    Rules of one tenant watching the same KPIs or series at the same time (the five default
+    rules all read one Kpis answer) cost one call; a call in flight is shared by everyone
+    asking meanwhile. Failures are not kept. At most `max_entries` answers are held, the
+    oldest dropped first; `ttl_s` 0 turns sharing off.
+    """
+
+    def __init__(
+        self,
+        ttl_s: float,
+        *,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ttl_s = ttl_s
+        self._max_entries = max_entries
+        self._clock = clock
+        self._entries: dict[Hashable, tuple[float, asyncio.Future[Any]]] = {}
+
+    async def get(self, key: Hashable, load: Callable[[], Awaitable[T]]) -> T:
+        """The answer kept for `key`, or `load()`'s (kept for the next callers)."""
+        if self._ttl_s <= 0:
+            return await load()
+        now = self._clock()
+        kept = self._entries.get(key)
+        if kept is not None and kept[0] > now:
+            future = kept[1]
+        else:
+            future = asyncio.ensure_future(load())
+            self._entries.pop(key, None)
+            self._entries[key] = (now + self._ttl_s, future)
+            while len(self._entries) > self._max_entries:
+                del self._entries[next(iter(self._entries))]
+        try:
+            # Shielded: one caller's deadline must not cancel the read the others wait for.
+            return cast(T, await asyncio.shield(future))
+        except Exception:
+            if self._entries.get(key, (0.0, None))[1] is future:
+                del self._entries[key]
+            raise
+
+
 class MetricsClient:
     """Reads rules' series from the metrics service for any tenant."""
 
@@ -95,6 +143,7 @@ class MetricsClient:
         deadline_s: float = 5.0,
         attempts: int = 3,
         backoff_s: float = 0.1,
+        cache_s: float = 0.0,
     ) -> None:
         self._channel = channel
         self._stub = metrics_pb2_grpc.MetricsServiceStub(channel)
@@ -102,6 +151,7 @@ class MetricsClient:
         self._deadline_s = deadline_s
         self._attempts = attempts
         self._backoff_s = backoff_s
+        self._cache = ReadCache(cache_s)
 
     @classmethod
     def from_settings(cls, s: AlertsSettings) -> MetricsClient:
@@ -121,6 +171,7 @@ class MetricsClient:
             s.metrics_service_api_key,
             deadline_s=s.metrics_service_deadline_seconds,
             attempts=s.metrics_service_attempts,
+            cache_s=s.metrics_service_cache_seconds,
         )
 
     async def close(self) -> None:
@@ -128,6 +179,11 @@ class MetricsClient:
         await self._channel.close(None)
 
     async def _call(self, call: Callable[..., Awaitable[R]], request: Message, tenant: str) -> R:
+        # Each RPC has its own request type: the type and the bytes name the read.
+        key = (type(request).__name__, tenant, request.SerializeToString(deterministic=True))
+        return await self._cache.get(key, lambda: self._retried(call, request, tenant))
+
+    async def _retried(self, call: Callable[..., Awaitable[R]], request: Message, tenant: str) -> R:
         metadata = (("authorization", f"Bearer {self._api_key}"), (TENANT_HEADER, tenant))
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(_transient),
