@@ -7,7 +7,7 @@ month of events (signups, activations, page views) projected by metrics first. T
 are a mix: half the default KPI rules (one Kpis answer per tenant, shared by its KPI rules
 for METRICS_SERVICE_CACHE_SECONDS), a quarter DAU anomaly rules (one Forecast read per
 tenant, shared likewise) and a quarter relative changes of a daily event count, one event
-name per rule (a Forecast read each, never shared). They are put into the schedule
+name per rule (a Trend read each, never shared). They are put into the schedule
 as the rules projection does (no log round trip per rule), their first due times spread
 over a minute, as rules created at different times are.
 
@@ -313,7 +313,7 @@ Method: {r["events"]:,} events projected by metrics first; {r["minutes"]} minute
 evaluation with at most {r["concurrency"]} rules in flight. Rules: half the default KPI
 rules (their tenant's Kpis answer shared for {CACHE_S:g} s), a quarter DAU anomaly rules
 (one Forecast read per tenant, shared likewise) and a quarter relative changes of a daily
-event count, one event name per rule (a Forecast read each); first due times spread over a
+event count, one event name per rule (a Trend read each); first due times spread over a
 minute.
 Reproduce: `make bench-alerts` (`--quick`: 1,000 rules across 10 tenants, 3 minutes).
 {END_MARK}

@@ -106,6 +106,14 @@ async def test_the_metrics_client_reads_kpis_and_daily_metrics(
         return True
 
     await assert_eventually(dau_counted, timeout=30)
+    views = await metrics_client.observe(
+        _rule(Series("metric", "event_count", event_name="page.view"), Threshold(">", 1.0)), at
+    )
+    assert (views.value, views.previous, views.error) == (3.0, 1.0, "")
+    no_runs = await metrics_client.observe(
+        _rule(Series("metric", "error_rate"), Threshold(">", 0.1)), at
+    )
+    assert (no_runs.value, no_runs.error) == (None, "")  # a ratio of no runs is absent
     clicks = await metrics_client.observe(
         _rule(Series("metric", "event_count", "hour", "click"), RelativeChange(">", 0.5)), at
     )

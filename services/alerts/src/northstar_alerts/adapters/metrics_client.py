@@ -11,9 +11,10 @@ What is read, for a rule evaluated at time `at` (readings in docs/spec-readings.
 - a KPI: its value as of `at`'s UTC day (Kpis, which uses complete windows before it); the
   previous period for relative change is the KPI as of 30 days earlier (signup-window
   KPIs) or as of the previous month (monthly KPIs);
-- a daily metric: the last complete UTC day (the day before `at`'s), its previous day, and
-  the values present in the 28 days before it as the anomaly baseline (Forecast's history
-  for the daily series of metrics.md, ActiveUsers for wau, mau and mao);
+- a daily metric: the last complete UTC day (the day before `at`'s) and its previous day
+  (ActiveUsers, Trend day buckets, Workflows; Forecast's history for signups and MRR); for
+  an anomaly rule also the values present in the 28 days before it as the baseline
+  (Forecast's history for the daily series of metrics.md, ActiveUsers for wau, mau, mao);
 - an hourly metric: the last complete UTC hour, the hour before, and the 28 before it
   (Trend hour buckets: events of a name, workflow runs, signups, active users).
 """
@@ -36,7 +37,14 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from northstar.metrics.v1 import kpis_pb2, metrics_pb2, metrics_pb2_grpc, series_pb2, trend_pb2
+from northstar.metrics.v1 import (
+    activation_pb2,
+    kpis_pb2,
+    metrics_pb2,
+    metrics_pb2_grpc,
+    series_pb2,
+    trend_pb2,
+)
 from northstar_alerts.domain.rules import Anomaly, RelativeChange, Rule
 from northstar_alerts.domain.state import Observation
 from northstar_alerts.settings import AlertsSettings
@@ -59,6 +67,7 @@ _DAILY_SERIES = {
     "event_count": series_pb2.DAILY_SERIES_EVENT_COUNT,
 }
 _ACTIVE_USERS = {
+    "dau": metrics_pb2.ACTIVE_USERS_METRIC_DAU,
     "wau": metrics_pb2.ACTIVE_USERS_METRIC_WAU,
     "mau": metrics_pb2.ACTIVE_USERS_METRIC_MAU,
     "mao": metrics_pb2.ACTIVE_USERS_METRIC_MAO,
@@ -228,18 +237,46 @@ class MetricsClient:
 
     async def _daily(self, rule: Rule, at: float) -> Observation:
         day = _day(at) - dt.timedelta(days=1)
-        start = day - dt.timedelta(days=BASELINE_DAYS)
         name = rule.series.name
+        anomaly = isinstance(rule.condition, Anomaly)
+        # An anomaly needs its 28-day baseline with the series' own absent days (Forecast's
+        # history); a threshold or a relative change needs the day and the one before,
+        # read from the cheaper per-day answers where metrics has one.
+        start = day - dt.timedelta(days=BASELINE_DAYS if anomaly else 1)
+        first, last = start.isoformat(), day.isoformat()
         values: dict[str, float | None]
-        if name in _ACTIVE_USERS:
+        if name in _ACTIVE_USERS and not (anomaly and name == "dau"):
             au: metrics_pb2.ActiveUsersResponse = await self._call(
                 self._stub.ActiveUsers,
                 metrics_pb2.ActiveUsersRequest(
-                    from_date=start.isoformat(), to_date=day.isoformat(), metric=_ACTIVE_USERS[name]
+                    from_date=first, to_date=last, metric=_ACTIVE_USERS[name]
                 ),
                 rule.tenant,
             )
             values = {d.date: d.value if d.HasField("value") else None for d in au.days}
+        elif name == "event_count" and not anomaly:
+            values = await self._trend(
+                rule.tenant,
+                trend_pb2.TrendRequest(
+                    from_date=first,
+                    to_date=last,
+                    interval=trend_pb2.TREND_INTERVAL_DAY,
+                    event=rule.series.event_name,
+                    measure=trend_pb2.TREND_MEASURE_EVENT_COUNT,
+                ),
+            )
+        elif name in ("workflow_runs", "error_rate") and not anomaly:
+            wf: activation_pb2.WorkflowsResponse = await self._call(
+                self._stub.Workflows,
+                activation_pb2.WorkflowsRequest(from_date=first, to_date=last),
+                rule.tenant,
+            )
+            values = {
+                p.period_start: float(p.runs)
+                if name == "workflow_runs"
+                else (p.error_rate if p.HasField("error_rate") else None)
+                for p in wf.periods
+            }
         else:
             selector = series_pb2.SeriesSelector(
                 series=_DAILY_SERIES[name],
@@ -249,15 +286,25 @@ class MetricsClient:
                 self._stub.Forecast,
                 series_pb2.ForecastRequest(
                     selector=selector,
-                    as_of_date=day.isoformat(),
+                    as_of_date=last,
                     horizon_days=1,
                     fit_days=BASELINE_DAYS + 1,
                 ),
                 rule.tenant,
             )
             values = {v.date: v.value if v.HasField("value") else None for v in fc.history}
-        keys = [(start + dt.timedelta(days=i)).isoformat() for i in range(BASELINE_DAYS + 1)]
+        keys = [(start + dt.timedelta(days=i)).isoformat() for i in range((day - start).days + 1)]
         return _observation(rule, at, [values.get(k) for k in keys])
+
+    async def _trend(self, tenant: str, request: trend_pb2.TrendRequest) -> dict[str, float | None]:
+        """Each bucket's value of a trend without breakdown; a missing bucket is 0."""
+        response: trend_pb2.TrendResponse = await self._call(self._stub.Trend, request, tenant)
+        points: dict[str, float | None] = {b.start: 0.0 for b in response.buckets}
+        for series in response.series[:1]:
+            points.update(
+                {p.bucket: p.value if p.HasField("value") else None for p in series.points}
+            )
+        return points
 
     async def _hourly(self, rule: Rule, at: float) -> Observation:
         name = rule.series.name
@@ -266,8 +313,8 @@ class MetricsClient:
         event, measure = _HOURLY[name]
         hour = dt.datetime.fromtimestamp(at - at % 3600 - 3600, dt.UTC)
         start = hour - dt.timedelta(hours=BASELINE_DAYS)
-        response: trend_pb2.TrendResponse = await self._call(
-            self._stub.Trend,
+        points = await self._trend(
+            rule.tenant,
             trend_pb2.TrendRequest(
                 from_date=start.date().isoformat(),
                 to_date=hour.date().isoformat(),
@@ -275,17 +322,12 @@ class MetricsClient:
                 event=rule.series.event_name if name == "event_count" else event,
                 measure=measure,
             ),
-            rule.tenant,
         )
-        points: dict[str, float | None] = {}
-        for series in response.series[:1]:
-            points = {p.bucket: p.value if p.HasField("value") else None for p in series.points}
         keys = [
             (start + dt.timedelta(hours=i)).strftime("%Y-%m-%dT%H:00:00Z")
             for i in range(BASELINE_DAYS + 1)
         ]
-        # No series at all: nothing matched in the range, every hour is 0.
-        return _observation(rule, at, [points.get(k, None if points else 0.0) for k in keys])
+        return _observation(rule, at, [points.get(k) for k in keys])
 
 
 def _observation(rule: Rule, at: float, values: Sequence[float | None]) -> Observation:
