@@ -314,7 +314,9 @@ evaluation with at most {r["concurrency"]} rules in flight. Rules: half the defa
 rules (their tenant's Kpis answer shared for {CACHE_S:g} s), a quarter DAU anomaly rules
 (one Forecast read per tenant, shared likewise) and a quarter relative changes of a daily
 event count, one event name per rule (a Trend read each); first due times spread over a
-minute.
+minute. The lag includes any backlog carried over from the first minute (the warm-up), which
+drains only as fast as the evaluator's spare capacity; CPU of PostgreSQL and NATS (same
+machine) is not in the table.
 Reproduce: `make bench-alerts` (`--quick`: 1,000 rules across 10 tenants, 3 minutes).
 {END_MARK}
 """
