@@ -32,12 +32,19 @@ def _rules(n: int, tenant: str = "acme") -> list[Rule]:
 class Metrics:
     """A stand-in for the metrics service: a value per rule, counting reads."""
 
-    def __init__(self, slow: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+    def __init__(
+        self,
+        slow: set[str] = frozenset(),  # type: ignore[assignment]
+        broken: set[str] = frozenset(),  # type: ignore[assignment]
+    ) -> None:
         self.reads: Counter[tuple[str, float]] = Counter()
         self._slow = slow
+        self._broken = broken
 
     async def observe(self, rule: Rule, at: float) -> Observation:
         self.reads[rule.rule_id, at] += 1
+        if rule.rule_id in self._broken:
+            raise ValueError("a bug in reading")
         await asyncio.sleep(60 if rule.rule_id in self._slow else 0.001 * (hash(rule.rule_id) % 7))
         return Observation(at=at, value=0.1)
 
@@ -82,12 +89,12 @@ async def test_two_evaluators_evaluate_each_due_rule_exactly_once(alerts_db: Ale
     assert await alerts_db.pool.fetchval("SELECT count(*) FROM event_outbox") == 60
 
 
-async def test_a_slow_rule_is_an_error_at_its_deadline_and_delays_no_other(
+async def test_a_slow_or_failing_rule_is_an_error_evaluation_and_delays_no_other(
     alerts_db: AlertsDb,
 ) -> None:
     for rule in _rules(6):
         await alerts_db.install(rule)
-    metrics, clock = Metrics(slow={"r0"}), ManualClock(1000.0)
+    metrics, clock = Metrics(slow={"r0"}, broken={"r1"}), ManualClock(1000.0)
     scheduler = _scheduler(alerts_db, "a", metrics, clock, concurrency=6, timeout_s=0.5)
 
     assert await scheduler.run_due() == 6
@@ -95,12 +102,13 @@ async def test_a_slow_rule_is_an_error_at_its_deadline_and_delays_no_other(
     rows = await alerts_db.pool.fetch("SELECT rule_id, outcome, error FROM alert_evaluations")
     assert {r["rule_id"]: (r["outcome"], r["error"]) for r in rows} == {
         "r0": ("error", "evaluation deadline exceeded"),
-        **{f"r{i}": ("ok", "") for i in range(1, 6)},
+        "r1": ("error", "evaluation failed: ValueError"),
+        **{f"r{i}": ("ok", "") for i in range(2, 6)},
     }
     states = await alerts_db.pool.fetch(
         "SELECT DISTINCT rule_id FROM alert_state WHERE status = 'FIRING'"
     )
-    assert sorted(r["rule_id"] for r in states) == [f"r{i}" for i in range(1, 6)]
+    assert sorted(r["rule_id"] for r in states) == [f"r{i}" for i in range(2, 6)]
 
 
 async def test_the_worker_loop_evaluates_due_rules_and_stops(alerts_db: AlertsDb) -> None:

@@ -150,6 +150,9 @@ class EvaluationScheduler:
             obs = await asyncio.wait_for(self._observe(rule, claim.at), timeout=self._timeout_s)
         except TimeoutError:
             obs = Observation(at=claim.at, error="evaluation deadline exceeded")
+        except Exception as e:  # any failure to read is an ERROR evaluation, never a lost one
+            log.exception("alert rule read failed", tenant=rule.tenant, rule_id=rule.rule_id)
+            obs = Observation(at=claim.at, error=f"evaluation failed: {type(e).__name__}")
         try:
             outcome = await self._recorder.commit(claim, obs, now=self._clock())
         except _PASSING as e:
