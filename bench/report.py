@@ -624,12 +624,13 @@ def write(results: dict[str, Any], root: Path) -> None:
     paths = plots(results, root)
     target = root / "BENCHMARKS.md"
     text = render(results, paths)
-    # The experiments and query benchmarks (bench/experiments.py, bench/queries.py) own
-    # their marked sections: keep them.
+    # The experiments, alerts and query benchmarks (bench/experiments.py, bench/alerts.py,
+    # bench/queries.py) own their marked sections: keep them.
     if target.exists():
         old = target.read_text()
         for begin, finish in (
             ("<!-- experiments:start -->", "<!-- experiments:end -->"),
+            ("<!-- alerts:start -->", "<!-- alerts:end -->"),
             (QUERIES_START, QUERIES_END),
         ):
             start, end = old.find(begin), old.find(finish)

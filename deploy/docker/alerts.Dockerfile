@@ -43,7 +43,8 @@ ENV PATH=/app/.venv/bin:$PATH \
 EXPOSE 50051 9464
 USER 10001:10001
 # SIGTERM starts the drain: health flips to NOT_SERVING, in-flight calls get
-# SHUTDOWN_GRACE_SECONDS (alerts runs no projectors yet). Give the
+# SHUTDOWN_GRACE_SECONDS, then the rules projector and the evaluator stop (evaluations
+# in flight get up to 10 s; an unfinished one's lease lapses for another replica). Give the
 # container that much (`docker stop -t 30`; Kubernetes: terminationGracePeriodSeconds 40,
 # preStop 5 included).
 STOPSIGNAL SIGTERM

@@ -20,9 +20,10 @@ WRITER_KEY = "writer-key-0123456789"
 READER_KEY = "reader-key-0123456789"
 ADMIN_KEY = "admin-key-0123456789"
 OTHER_TENANT_KEY = "other-key-0123456789"
+SERVICE_KEY = "service-key-0123456789"
 API_KEYS = (
     f"acme:ingest:{WRITER_KEY},acme:read:{READER_KEY},acme:admin:{ADMIN_KEY},"
-    f"globex:ingest+read:{OTHER_TENANT_KEY}"
+    f"globex:ingest+read:{OTHER_TENANT_KEY},northstar:service:{SERVICE_KEY}"
 )
 
 

@@ -120,7 +120,10 @@ async def surface(
     )
     experiments_port = await experiments.start()
     alerts = build_alerts(
-        AlertsSettings(**settings_env(nats_url, database_url, namespace)),  # type: ignore[arg-type]
+        AlertsSettings(
+            **settings_env(nats_url, database_url, namespace),  # type: ignore[arg-type]
+            alerts_evaluator_enabled=False,
+        ),
         configure_process=False,
     )
     alerts_port = await alerts.start()

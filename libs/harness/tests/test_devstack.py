@@ -175,7 +175,11 @@ async def test_up_runs_a_service_until_sigterm(
     assert await _health(address) == health_pb2.HealthCheckResponse.SERVING
     seen = json.loads(env_out.read_text())
     assert seen["GRPC_ADDRESS"] == address
-    assert seen["NORTHSTAR_API_KEYS"] == f"demo:ingest+read+admin:{demo.key}"
+    demo_key, service_key = seen["NORTHSTAR_API_KEYS"].split(",")
+    assert demo_key == f"demo:ingest+read+admin:{demo.key}"
+    # The key alerts reads metrics with: every service knows it, only alerts holds it.
+    assert service_key.startswith("northstar:service:")
+    assert "METRICS_SERVICE_API_KEY" not in seen
     assert seen["LOG_FORMAT"] == "console"
     assert seen["NATS_URL"].startswith("nats://127.0.0.1:")
     assert seen["DATABASE_URL"].startswith("postgresql://postgres@127.0.0.1:")

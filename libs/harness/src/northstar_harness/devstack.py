@@ -141,6 +141,9 @@ async def _up(args: argparse.Namespace) -> int:
 
         services: list[_Service] = []
         skipped: list[str] = []
+        # Alerts reads every tenant's numbers from metrics with a key of its own.
+        service_key = secrets.token_urlsafe(24)
+        api_keys = f"{demo.inline},northstar:service:{service_key}"
         try:
             for i, name in enumerate(SERVICES):
                 if name not in wanted or stop.is_set():
@@ -154,8 +157,12 @@ async def _up(args: argparse.Namespace) -> int:
                     "METRICS_ADDRESS": f"127.0.0.1:{args.metrics_base_port + i}",
                     "NATS_URL": nats_url,
                     "DATABASE_URL": database_url,
-                    "NORTHSTAR_API_KEYS": demo.inline,
+                    "NORTHSTAR_API_KEYS": api_keys,
                 }
+                if name == "alerts":
+                    metrics_port = args.base_port + SERVICES.index("metrics")
+                    env["METRICS_SERVICE_ADDRESS"] = f"127.0.0.1:{metrics_port}"
+                    env["METRICS_SERVICE_API_KEY"] = service_key
                 env.setdefault("LOG_FORMAT", "console")
                 services.append(await _spawn(name, env, logs / f"{name}.log"))
 

@@ -132,6 +132,15 @@ class ApiKeyStore:
             return None
         return None if stored.revoked else stored.principal
 
+    def tenants(self) -> set[str]:
+        """Tenants holding a live key for their own data (a service-only key names none)."""
+        self._reload()
+        return {
+            k.principal.tenant
+            for k in (*self._from_file.values(), *self._inline.values())
+            if not k.revoked and k.principal.scopes - {Scope.SERVICE}
+        }
+
     def _reload(self, *, force: bool = False) -> None:
         if self._file is None:
             return

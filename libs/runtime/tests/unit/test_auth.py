@@ -124,3 +124,14 @@ def test_an_invalid_tenant_header_is_invalid_argument(tenant: str) -> None:
     with pytest.raises(InvalidArgument) as err:
         auth._authenticate({"authorization": "Bearer svc", TENANT_HEADER: tenant}, Scope.READ)
     assert [v.field for v in err.value.violations] == [TENANT_HEADER]
+
+
+def test_tenants_are_those_with_a_live_key_of_their_own(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    assert main(["--file", str(path), "add", "globex", "--scope", "read", "--id", "g1"]) == 0
+    assert main(["--file", str(path), "add", "umbrella", "--scope", "read", "--id", "u1"]) == 0
+    assert main(["--file", str(path), "revoke", "u1"]) == 0
+    store = ApiKeyStore(
+        file=path, inline="acme:ingest:k1,initech:admin+read:k2,northstar:service:k3"
+    )
+    assert store.tenants() == {"acme", "initech", "globex"}

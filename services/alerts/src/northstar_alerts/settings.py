@@ -1,4 +1,4 @@
-"""The alerts service's settings: where notifications go and how hard delivery tries."""
+"""The alerts service's settings: metrics, evaluation, notification channels and delivery."""
 
 from __future__ import annotations
 
@@ -12,7 +12,52 @@ from northstar_runtime.config import ServiceSettings
 
 
 class AlertsSettings(ServiceSettings):
-    """Alerts adds the SMTP server, HTTP timeouts, delivery bounds and the external URL."""
+    """Alerts adds how to reach metrics, how to evaluate, where notifications go and how
+    hard delivery tries."""
+
+    metrics_service_address: str = Field(
+        default="127.0.0.1:50052", description="host:port of the metrics service's gRPC API"
+    )
+    metrics_service_api_key: str = Field(
+        default="", description="API key with the `service` scope, to read every tenant"
+    )
+    metrics_service_tls: bool = Field(
+        default=False, description="call metrics over TLS (system CAs unless a CA file is set)"
+    )
+    metrics_service_tls_ca_file: Path | None = Field(
+        default=None, description="PEM CA that signed the metrics service's certificate"
+    )
+    metrics_service_tls_cert_file: Path | None = Field(
+        default=None, description="PEM client certificate, for a metrics service with mutual TLS"
+    )
+    metrics_service_tls_key_file: Path | None = Field(default=None, description="its private key")
+    metrics_service_deadline_seconds: float = Field(
+        default=5.0, gt=0, description="deadline of each call to metrics"
+    )
+    metrics_service_attempts: int = Field(
+        default=3, ge=1, le=10, description="tries of a call failing UNAVAILABLE/DEADLINE_EXCEEDED"
+    )
+    metrics_service_cache_seconds: float = Field(
+        default=30.0, ge=0, description="identical metrics reads within this share one call"
+    )
+    alerts_evaluator_enabled: bool = Field(
+        default=True, description="run the evaluation scheduler in this replica"
+    )
+    alerts_evaluation_concurrency: int = Field(
+        default=32, ge=1, le=1024, description="rules evaluated at once per replica"
+    )
+    alerts_evaluation_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="deadline of one rule's evaluation (metrics reads)"
+    )
+    alerts_poll_seconds: float = Field(
+        default=1.0, gt=0, description="how often the scheduler looks for due rules"
+    )
+    alerts_evaluations_keep_days: float = Field(
+        default=7.0, gt=0, description="days evaluation records are kept"
+    )
+    alerts_default_rules: bool = Field(
+        default=True, description="install the KPI table's rules for every tenant with a key"
+    )
 
     alerts_external_url: str = Field(
         default="",
@@ -63,6 +108,16 @@ class AlertsSettings(ServiceSettings):
         description="a claimed delivery is leased for the send's timeout plus this margin;"
         " after a crash it is tried again once the lease ends",
     )
+
+    @model_validator(mode="after")
+    def _metrics_tls(self) -> AlertsSettings:
+        if (self.metrics_service_tls_cert_file is None) != (
+            self.metrics_service_tls_key_file is None
+        ):
+            raise ValueError(
+                "METRICS_SERVICE_TLS_CERT_FILE and METRICS_SERVICE_TLS_KEY_FILE go together"
+            )
+        return self
 
     @model_validator(mode="after")
     def _smtp_pairs(self) -> AlertsSettings:

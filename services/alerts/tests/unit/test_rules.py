@@ -116,3 +116,13 @@ def test_default_rules_are_the_kpi_table_levels() -> None:
     for rule in rules:
         validate(rule)
         assert (rule.tenant, rule.interval_s, rule.repeat_s) == ("acme", 3600, 86_400)
+
+
+@pytest.mark.parametrize("rule_id", ["", "a.b", "a b", "a*", "-a", "x\x00", "é", "a" * 129])
+def test_rule_ids_must_be_safe_in_a_log_subject(rule_id: str) -> None:
+    assert _fields(_rule(rule_id=rule_id)) == ["rule_id"]
+
+
+def test_default_rule_ids_are_valid() -> None:
+    for rule in default_rules("acme"):
+        validate(rule)

@@ -1,1 +1,2 @@
-"""Use cases of the alerts service: the notification dispatcher."""
+"""Use cases of the alerts service: evaluating rules, acknowledging alerts, delivering
+notifications."""

@@ -47,6 +47,9 @@ GRANULARITIES = ("day", "hour")
 MIN_INTERVAL_S = 60
 DEFAULT_INTERVAL_S = 3600
 DEFAULT_REPEAT_S = 86_400
+# Rule ids name log subjects (`...rule.<id>`): no dots, wildcards, spaces or control characters.
+RULE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+RULE_ID_RULE = "1-128 letters, digits, '_' or '-', starting with a letter or digit"
 _LABEL_KEY = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,62}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -173,6 +176,8 @@ def _levels_violations(cond: Threshold | RelativeChange) -> list[FieldViolation]
 def validate(rule: Rule) -> None:
     """Raise InvalidArgument naming every bad field of `rule`."""
     v: list[FieldViolation] = []
+    if not RULE_ID.match(rule.rule_id):
+        v.append(FieldViolation("rule_id", RULE_ID_RULE))
     if not rule.name.strip():
         v.append(FieldViolation("name", "must not be empty"))
     s = rule.series

@@ -1,4 +1,4 @@
-"""Rules between their protobuf form and the domain's."""
+"""Rules and alerts between their protobuf form and the domain's."""
 
 from __future__ import annotations
 
@@ -8,12 +8,17 @@ from google.protobuf import timestamp_pb2
 
 from northstar.alerts.v1 import alerts_pb2 as pb
 from northstar_alerts.adapters.delivery_store import DeliveryView, NotificationView
+from northstar_alerts.application.alerts import AlertView, Trial
+from northstar_alerts.domain import silences
+from northstar_alerts.domain.alert_events import TRANSITIONED, AlertEvent
 from northstar_alerts.domain.delivery import DELIVERED, FAILED
 from northstar_alerts.domain.delivery import PENDING as DELIVERY_PENDING
 from northstar_alerts.domain.rules import (
     CRITICAL,
     DEFAULT_INTERVAL_S,
     DEFAULT_REPEAT_S,
+    RULE_ID,
+    RULE_ID_RULE,
     WARNING,
     Anomaly,
     Channels,
@@ -24,8 +29,7 @@ from northstar_alerts.domain.rules import (
     Series,
     Threshold,
 )
-from northstar_alerts.domain.silences import ACTIVE, ENDED, PENDING, SilenceState, status_at
-from northstar_alerts.domain.state import Silence
+from northstar_alerts.domain.state import FIRING, INACTIVE, PENDING, RESOLVED, Silence
 from northstar_runtime.errors import FieldViolation, InvalidArgument
 
 _COMPARATORS: dict[pb.Comparator.ValueType, Comparator] = {
@@ -146,9 +150,9 @@ def rule_to_proto(rule: Rule) -> pb.Rule:
 
 
 _SILENCE_STATUS_PB = {
-    PENDING: pb.SILENCE_STATUS_PENDING,
-    ACTIVE: pb.SILENCE_STATUS_ACTIVE,
-    ENDED: pb.SILENCE_STATUS_EXPIRED,
+    silences.PENDING: pb.SILENCE_STATUS_PENDING,
+    silences.ACTIVE: pb.SILENCE_STATUS_ACTIVE,
+    silences.ENDED: pb.SILENCE_STATUS_EXPIRED,
 }
 
 
@@ -176,7 +180,7 @@ def silence_from_proto(msg: pb.Silence, silence_id: str, now: float) -> Silence:
     )
 
 
-def silence_to_proto(state: SilenceState, now: float) -> pb.Silence:
+def silence_to_proto(state: silences.SilenceState, now: float) -> pb.Silence:
     """The protobuf form of a silence, with its status at `now`."""
     s = state.silence
     out = pb.Silence(
@@ -186,7 +190,7 @@ def silence_to_proto(state: SilenceState, now: float) -> pb.Silence:
         ends_at=_timestamp(s.ends_at),
         reason=s.reason,
         author=s.author,
-        status=_SILENCE_STATUS_PB[status_at(s, now)],
+        status=_SILENCE_STATUS_PB[silences.status_at(s, now)],
         version=state.version,
     )
     if s.expired_at is not None:
@@ -241,3 +245,103 @@ def notification_to_proto(n: NotificationView) -> pb.Notification:
         due_at=_when(n.due_at),
         deliveries=[_delivery_to_proto(d) for d in n.deliveries],
     )
+
+
+_STATUS_PB = {
+    INACTIVE: pb.ALERT_STATUS_INACTIVE,
+    PENDING: pb.ALERT_STATUS_PENDING,
+    FIRING: pb.ALERT_STATUS_FIRING,
+    RESOLVED: pb.ALERT_STATUS_RESOLVED,
+}
+MAX_ACK_TEXT = 1000
+
+
+def _us(at: float | None) -> int:
+    return 0 if at is None else round(at * 1_000_000)
+
+
+def severity_from_proto(value: pb.Severity.ValueType, field: str = "severity") -> str:
+    """A request's severity; INVALID_ARGUMENT when unset."""
+    if value not in _SEVERITIES:
+        raise _invalid(field, "must be SEVERITY_WARNING or SEVERITY_CRITICAL")
+    return _SEVERITIES[value]
+
+
+def required_id(rule_id: str, field: str = "rule_id") -> str:
+    """A request's rule id; INVALID_ARGUMENT when empty or malformed."""
+    if not rule_id:
+        raise _invalid(field, "required")
+    if not RULE_ID.match(rule_id):
+        raise _invalid(field, RULE_ID_RULE)
+    return rule_id
+
+
+def ack_text(text: str, field: str) -> str:
+    """Who or a comment of an acknowledgement, bounded."""
+    if len(text) > MAX_ACK_TEXT:
+        raise _invalid(field, f"at most {MAX_ACK_TEXT} characters")
+    return text
+
+
+def alert_to_proto(view: AlertView) -> pb.Alert:
+    """The protobuf form of a listed alert."""
+    st = view.state
+    out = pb.Alert(
+        rule_id=view.rule.rule_id,
+        rule_name=view.rule.name,
+        severity=_SEVERITY_PB[st.severity],
+        status=_STATUS_PB[st.status],
+        since_us=_us(st.since),
+        acknowledged_by=st.acked_by,
+        ack_comment=st.ack_comment,
+        last_evaluated_at_us=_us(view.last_evaluated_at),
+        last_error=view.last_error,
+    )
+    if st.value is not None:
+        out.value = st.value
+    if st.threshold is not None:
+        out.threshold = st.threshold
+    return out
+
+
+def history_entry_to_proto(e: AlertEvent) -> pb.AlertHistoryEntry:
+    """The protobuf form of an alert event."""
+    out = pb.AlertHistoryEntry(
+        kind=pb.ALERT_EVENT_KIND_TRANSITION
+        if e.type == TRANSITIONED
+        else pb.ALERT_EVENT_KIND_ACKNOWLEDGEMENT,
+        severity=_SEVERITY_PB[e.severity],
+        from_status=_STATUS_PB.get(e.from_status, pb.ALERT_STATUS_UNSPECIFIED),
+        to_status=_STATUS_PB.get(e.to_status, pb.ALERT_STATUS_UNSPECIFIED),
+        at_us=_us(e.at),
+        acknowledged_by=e.acked_by,
+        ack_comment=e.ack_comment,
+    )
+    if e.value is not None:
+        out.value = e.value
+    if e.threshold is not None:
+        out.threshold = e.threshold
+    return out
+
+
+def trial_to_proto(trial: Trial) -> pb.TestRuleResponse:
+    """The protobuf form of a rule's trial."""
+    obs = trial.observation
+    out = pb.TestRuleResponse(at_us=_us(obs.at), baseline_values=len(obs.baseline), error=obs.error)
+    if obs.value is not None:
+        out.value = obs.value
+    if obs.previous is not None:
+        out.previous = obs.previous
+    for sev in (WARNING, CRITICAL):
+        if sev not in trial.levels:
+            continue
+        held = None if trial.verdicts is None else trial.verdicts.get(sev)
+        verdict = (
+            pb.VERDICT_NONE if held is None else (pb.VERDICT_BREACHED if held else pb.VERDICT_CLEAR)
+        )
+        out.severities.append(
+            pb.SeverityVerdict(
+                severity=_SEVERITY_PB[sev], verdict=verdict, threshold=trial.levels[sev]
+            )
+        )
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
@@ -15,22 +16,37 @@ from northstar.alerts.v1 import alerts_pb2_grpc
 from northstar_alerts.adapters.delivery_store import DeliveryStore
 from northstar_alerts.adapters.rule_store import RuleStore
 from northstar_alerts.adapters.silence_store import SilenceStore
+from northstar_alerts.application.alerts import AlertBook
 from northstar_alerts.domain import rule_events as dom
 from northstar_alerts.domain import silences
+from northstar_alerts.domain.rules import validate
 from northstar_alerts.entrypoints.convert import (
+    ack_text,
+    alert_to_proto,
+    history_entry_to_proto,
     notification_to_proto,
+    required_id,
     rule_from_proto,
     rule_to_proto,
+    severity_from_proto,
     silence_from_proto,
     silence_to_proto,
+    trial_to_proto,
 )
 from northstar_runtime.auth import Scope
-from northstar_runtime.errors import FieldViolation, InvalidArgument, NotFound
-from northstar_runtime.grpc_server import current_principal
+from northstar_runtime.errors import DeadlineExceeded, FieldViolation, InvalidArgument, NotFound
+from northstar_runtime.grpc_server import check_deadline, current_principal
 
 Context = grpc.aio.ServicerContext[Any, Any]
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AlertsService"].full_name
-_ADMIN = {"CreateRule", "UpdateRule", "DeleteRule", "CreateSilence", "ExpireSilence"}
+_ADMIN = {
+    "CreateRule",
+    "UpdateRule",
+    "DeleteRule",
+    "AcknowledgeAlert",
+    "CreateSilence",
+    "ExpireSilence",
+}
 _SILENCE_ID = re.compile(r"^[0-9a-f]{32}$")
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
@@ -46,11 +62,13 @@ class AlertsServicer(alerts_pb2_grpc.AlertsServiceServicer):
     def __init__(
         self,
         store: RuleStore,
+        book: AlertBook,
         silences: SilenceStore,
         deliveries: DeliveryStore,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
+        self._book = book
         self._silences = silences
         self._deliveries = deliveries
         self._clock = clock
@@ -184,3 +202,49 @@ class AlertsServicer(alerts_pb2_grpc.AlertsServiceServicer):
             notifications=[notification_to_proto(n) for n in page],
             next_page_token=str(page[-1].notification_id) if more else "",
         )
+
+    async def ListAlerts(  # noqa: N802 - gRPC method name
+        self, request: pb.ListAlertsRequest, context: Context
+    ) -> pb.ListAlertsResponse:
+        """The current state of the tenant's alerts."""
+        rule_id = required_id(request.rule_id) if request.rule_id else ""
+        views = await self._book.alerts(current_principal().tenant, rule_id)
+        return pb.ListAlertsResponse(alerts=[alert_to_proto(v) for v in views])
+
+    async def AlertHistory(  # noqa: N802 - gRPC method name
+        self, request: pb.AlertHistoryRequest, context: Context
+    ) -> pb.AlertHistoryResponse:
+        """A rule's alert events, oldest first."""
+        rule_id = required_id(request.rule_id)
+        events = await self._book.history(current_principal().tenant, rule_id)
+        return pb.AlertHistoryResponse(entries=[history_entry_to_proto(e) for e in events])
+
+    async def AcknowledgeAlert(  # noqa: N802 - gRPC method name
+        self, request: pb.AcknowledgeAlertRequest, context: Context
+    ) -> pb.AcknowledgeAlertResponse:
+        """Acknowledge a pending or firing alert."""
+        who = current_principal()
+        rule_id = required_id(request.rule_id)
+        severity = severity_from_proto(request.severity)
+        by = ack_text(request.acknowledged_by, "acknowledged_by") or who.key_id
+        comment = ack_text(request.comment, "comment")
+        view = await self._book.acknowledge(who.tenant, rule_id, severity, who=by, comment=comment)
+        return pb.AcknowledgeAlertResponse(alert=alert_to_proto(view))
+
+    async def TestRule(  # noqa: N802 - gRPC method name
+        self, request: pb.TestRuleRequest, context: Context
+    ) -> pb.TestRuleResponse:
+        """Evaluate a stored or inline rule now, changing nothing."""
+        tenant = current_principal().tenant
+        if request.WhichOneof("rule") == "definition":
+            rule = rule_from_proto(request.definition, tenant)
+            validate(rule)
+        else:
+            rule = await self._book.stored_rule(tenant, required_id(request.rule_id))
+        try:
+            trial = await asyncio.wait_for(self._book.trial(rule), timeout=check_deadline())
+        except TimeoutError as e:
+            raise DeadlineExceeded(
+                "metrics did not answer within the deadline", reason="DEADLINE_EXCEEDED"
+            ) from e
+        return trial_to_proto(trial)

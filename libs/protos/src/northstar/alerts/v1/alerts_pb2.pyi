@@ -20,6 +20,90 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _AlertStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AlertStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AlertStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ALERT_STATUS_UNSPECIFIED: _AlertStatus.ValueType  # 0
+    """Not used."""
+    ALERT_STATUS_INACTIVE: _AlertStatus.ValueType  # 1
+    """The condition does not hold."""
+    ALERT_STATUS_PENDING: _AlertStatus.ValueType  # 2
+    """The condition holds, for less than the rule's `for` duration."""
+    ALERT_STATUS_FIRING: _AlertStatus.ValueType  # 3
+    """The condition has held for the rule's `for` duration."""
+    ALERT_STATUS_RESOLVED: _AlertStatus.ValueType  # 4
+    """It fired, and the condition no longer holds."""
+
+class AlertStatus(_AlertStatus, metaclass=_AlertStatusEnumTypeWrapper):
+    """AlertStatus is where an alert is in its life (Prometheus' states)."""
+
+ALERT_STATUS_UNSPECIFIED: AlertStatus.ValueType  # 0
+"""Not used."""
+ALERT_STATUS_INACTIVE: AlertStatus.ValueType  # 1
+"""The condition does not hold."""
+ALERT_STATUS_PENDING: AlertStatus.ValueType  # 2
+"""The condition holds, for less than the rule's `for` duration."""
+ALERT_STATUS_FIRING: AlertStatus.ValueType  # 3
+"""The condition has held for the rule's `for` duration."""
+ALERT_STATUS_RESOLVED: AlertStatus.ValueType  # 4
+"""It fired, and the condition no longer holds."""
+Global___AlertStatus: _TypeAlias = AlertStatus  # noqa: Y015
+
+class _AlertEventKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AlertEventKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AlertEventKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ALERT_EVENT_KIND_UNSPECIFIED: _AlertEventKind.ValueType  # 0
+    """Not used."""
+    ALERT_EVENT_KIND_TRANSITION: _AlertEventKind.ValueType  # 1
+    """A change of status."""
+    ALERT_EVENT_KIND_ACKNOWLEDGEMENT: _AlertEventKind.ValueType  # 2
+    """An acknowledgement."""
+
+class AlertEventKind(_AlertEventKind, metaclass=_AlertEventKindEnumTypeWrapper):
+    """AlertEventKind says what a history entry records."""
+
+ALERT_EVENT_KIND_UNSPECIFIED: AlertEventKind.ValueType  # 0
+"""Not used."""
+ALERT_EVENT_KIND_TRANSITION: AlertEventKind.ValueType  # 1
+"""A change of status."""
+ALERT_EVENT_KIND_ACKNOWLEDGEMENT: AlertEventKind.ValueType  # 2
+"""An acknowledgement."""
+Global___AlertEventKind: _TypeAlias = AlertEventKind  # noqa: Y015
+
+class _Verdict:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _VerdictEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Verdict.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    VERDICT_UNSPECIFIED: _Verdict.ValueType  # 0
+    """Not used."""
+    VERDICT_BREACHED: _Verdict.ValueType  # 1
+    """The severity's condition holds."""
+    VERDICT_CLEAR: _Verdict.ValueType  # 2
+    """It does not hold."""
+    VERDICT_NONE: _Verdict.ValueType  # 3
+    """No verdict: no value, no previous period, or metrics failed (see error)."""
+
+class Verdict(_Verdict, metaclass=_VerdictEnumTypeWrapper):
+    """Verdict is what a condition says of a value."""
+
+VERDICT_UNSPECIFIED: Verdict.ValueType  # 0
+"""Not used."""
+VERDICT_BREACHED: Verdict.ValueType  # 1
+"""The severity's condition holds."""
+VERDICT_CLEAR: Verdict.ValueType  # 2
+"""It does not hold."""
+VERDICT_NONE: Verdict.ValueType  # 3
+"""No verdict: no value, no previous period, or metrics failed (see error)."""
+Global___Verdict: _TypeAlias = Verdict  # noqa: Y015
+
 class _Comparator:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -159,6 +243,397 @@ DELIVERY_STATUS_DELIVERED: DeliveryStatus.ValueType  # 2
 DELIVERY_STATUS_FAILED: DeliveryStatus.ValueType  # 3
 """Given up: refused, or out of attempts or time."""
 Global___DeliveryStatus: _TypeAlias = DeliveryStatus  # noqa: Y015
+
+@_typing.final
+class Alert(_message.Message):
+    """Alert is the current state of one rule's alert at one severity."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULE_ID_FIELD_NUMBER: _builtins.int
+    RULE_NAME_FIELD_NUMBER: _builtins.int
+    SEVERITY_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    THRESHOLD_FIELD_NUMBER: _builtins.int
+    SINCE_US_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGED_BY_FIELD_NUMBER: _builtins.int
+    ACK_COMMENT_FIELD_NUMBER: _builtins.int
+    LAST_EVALUATED_AT_US_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    rule_id: _builtins.str
+    """The rule's id."""
+    rule_name: _builtins.str
+    """The rule's name."""
+    severity: Global___Severity.ValueType
+    """The severity."""
+    status: Global___AlertStatus.ValueType
+    """The status."""
+    value: _builtins.float
+    """The value at the last evaluation that had one."""
+    threshold: _builtins.float
+    """The severity's level."""
+    since_us: _builtins.int
+    """When the alert entered its status, epoch microseconds (0: never evaluated)."""
+    acknowledged_by: _builtins.str
+    """Who acknowledged it (empty: nobody); cleared when it resolves."""
+    ack_comment: _builtins.str
+    """The acknowledgement's comment."""
+    last_evaluated_at_us: _builtins.int
+    """The rule's last evaluation, epoch microseconds (0: not evaluated yet)."""
+    last_error: _builtins.str
+    """Why the last evaluation failed (metrics unreachable ...); empty when it did not."""
+    def __init__(
+        self,
+        *,
+        rule_id: _builtins.str = ...,
+        rule_name: _builtins.str = ...,
+        severity: Global___Severity.ValueType = ...,
+        status: Global___AlertStatus.ValueType = ...,
+        value: _builtins.float | None = ...,
+        threshold: _builtins.float | None = ...,
+        since_us: _builtins.int = ...,
+        acknowledged_by: _builtins.str = ...,
+        ack_comment: _builtins.str = ...,
+        last_evaluated_at_us: _builtins.int = ...,
+        last_error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_threshold", b"_threshold", "_value", b"_value", "threshold", b"threshold", "value", b"value"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_threshold", b"_threshold", "_value", b"_value", "ack_comment", b"ack_comment", "acknowledged_by", b"acknowledged_by", "last_error", b"last_error", "last_evaluated_at_us", b"last_evaluated_at_us", "rule_id", b"rule_id", "rule_name", b"rule_name", "severity", b"severity", "since_us", b"since_us", "status", b"status", "threshold", b"threshold", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__threshold: _TypeAlias = _typing.Literal["threshold"]  # noqa: Y015
+    _WhichOneofArgType__threshold: _TypeAlias = _typing.Literal["_threshold", b"_threshold"]  # noqa: Y015
+    _WhichOneofReturnType__value: _TypeAlias = _typing.Literal["value"]  # noqa: Y015
+    _WhichOneofArgType__value: _TypeAlias = _typing.Literal["_value", b"_value"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__threshold) -> _WhichOneofReturnType__threshold | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__value) -> _WhichOneofReturnType__value | None: ...
+
+Global___Alert: _TypeAlias = Alert  # noqa: Y015
+
+@_typing.final
+class ListAlertsRequest(_message.Message):
+    """ListAlertsRequest lists the tenant's alerts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULE_ID_FIELD_NUMBER: _builtins.int
+    rule_id: _builtins.str
+    """Only this rule's alerts; empty: every live rule's."""
+    def __init__(
+        self,
+        *,
+        rule_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rule_id", b"rule_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAlertsRequest: _TypeAlias = ListAlertsRequest  # noqa: Y015
+
+@_typing.final
+class ListAlertsResponse(_message.Message):
+    """ListAlertsResponse is every live rule's alerts, by rule id then severity."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALERTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def alerts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Alert]:
+        """One per rule and severity the rule has a level for."""
+
+    def __init__(
+        self,
+        *,
+        alerts: _abc.Iterable[Global___Alert] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alerts", b"alerts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAlertsResponse: _TypeAlias = ListAlertsResponse  # noqa: Y015
+
+@_typing.final
+class AlertHistoryRequest(_message.Message):
+    """AlertHistoryRequest names a rule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULE_ID_FIELD_NUMBER: _builtins.int
+    rule_id: _builtins.str
+    """The rule's id."""
+    def __init__(
+        self,
+        *,
+        rule_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rule_id", b"rule_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AlertHistoryRequest: _TypeAlias = AlertHistoryRequest  # noqa: Y015
+
+@_typing.final
+class AlertHistoryEntry(_message.Message):
+    """AlertHistoryEntry is one event of a rule's alerts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    SEVERITY_FIELD_NUMBER: _builtins.int
+    FROM_STATUS_FIELD_NUMBER: _builtins.int
+    TO_STATUS_FIELD_NUMBER: _builtins.int
+    AT_US_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    THRESHOLD_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGED_BY_FIELD_NUMBER: _builtins.int
+    ACK_COMMENT_FIELD_NUMBER: _builtins.int
+    kind: Global___AlertEventKind.ValueType
+    """A transition or an acknowledgement."""
+    severity: Global___Severity.ValueType
+    """The alert's severity."""
+    from_status: Global___AlertStatus.ValueType
+    """The status before a transition (unspecified for an acknowledgement)."""
+    to_status: Global___AlertStatus.ValueType
+    """The status after a transition; the acknowledged status for an acknowledgement."""
+    at_us: _builtins.int
+    """When, epoch microseconds."""
+    value: _builtins.float
+    """The value that made the transition."""
+    threshold: _builtins.float
+    """The level it was compared with."""
+    acknowledged_by: _builtins.str
+    """Who acknowledged."""
+    ack_comment: _builtins.str
+    """The acknowledgement's comment."""
+    def __init__(
+        self,
+        *,
+        kind: Global___AlertEventKind.ValueType = ...,
+        severity: Global___Severity.ValueType = ...,
+        from_status: Global___AlertStatus.ValueType = ...,
+        to_status: Global___AlertStatus.ValueType = ...,
+        at_us: _builtins.int = ...,
+        value: _builtins.float | None = ...,
+        threshold: _builtins.float | None = ...,
+        acknowledged_by: _builtins.str = ...,
+        ack_comment: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_threshold", b"_threshold", "_value", b"_value", "threshold", b"threshold", "value", b"value"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_threshold", b"_threshold", "_value", b"_value", "ack_comment", b"ack_comment", "acknowledged_by", b"acknowledged_by", "at_us", b"at_us", "from_status", b"from_status", "kind", b"kind", "severity", b"severity", "threshold", b"threshold", "to_status", b"to_status", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__threshold: _TypeAlias = _typing.Literal["threshold"]  # noqa: Y015
+    _WhichOneofArgType__threshold: _TypeAlias = _typing.Literal["_threshold", b"_threshold"]  # noqa: Y015
+    _WhichOneofReturnType__value: _TypeAlias = _typing.Literal["value"]  # noqa: Y015
+    _WhichOneofArgType__value: _TypeAlias = _typing.Literal["_value", b"_value"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__threshold) -> _WhichOneofReturnType__threshold | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__value) -> _WhichOneofReturnType__value | None: ...
+
+Global___AlertHistoryEntry: _TypeAlias = AlertHistoryEntry  # noqa: Y015
+
+@_typing.final
+class AlertHistoryResponse(_message.Message):
+    """AlertHistoryResponse is a rule's alert events, oldest first."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___AlertHistoryEntry]:
+        """The events."""
+
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[Global___AlertHistoryEntry] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AlertHistoryResponse: _TypeAlias = AlertHistoryResponse  # noqa: Y015
+
+@_typing.final
+class AcknowledgeAlertRequest(_message.Message):
+    """AcknowledgeAlertRequest acknowledges one alert of a rule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULE_ID_FIELD_NUMBER: _builtins.int
+    SEVERITY_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGED_BY_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    rule_id: _builtins.str
+    """The rule's id."""
+    severity: Global___Severity.ValueType
+    """The alert's severity."""
+    acknowledged_by: _builtins.str
+    """Who acknowledges; empty: the caller's key."""
+    comment: _builtins.str
+    """A comment, shown with the next notification."""
+    def __init__(
+        self,
+        *,
+        rule_id: _builtins.str = ...,
+        severity: Global___Severity.ValueType = ...,
+        acknowledged_by: _builtins.str = ...,
+        comment: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged_by", b"acknowledged_by", "comment", b"comment", "rule_id", b"rule_id", "severity", b"severity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcknowledgeAlertRequest: _TypeAlias = AcknowledgeAlertRequest  # noqa: Y015
+
+@_typing.final
+class AcknowledgeAlertResponse(_message.Message):
+    """AcknowledgeAlertResponse is the alert after the acknowledgement."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALERT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def alert(self) -> Global___Alert:
+        """The acknowledged alert."""
+
+    def __init__(
+        self,
+        *,
+        alert: Global___Alert | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcknowledgeAlertResponse: _TypeAlias = AcknowledgeAlertResponse  # noqa: Y015
+
+@_typing.final
+class TestRuleRequest(_message.Message):
+    """TestRuleRequest names the rule to try."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULE_ID_FIELD_NUMBER: _builtins.int
+    DEFINITION_FIELD_NUMBER: _builtins.int
+    rule_id: _builtins.str
+    """The id of a stored rule."""
+    @_builtins.property
+    def definition(self) -> Global___Rule:
+        """A rule definition (validated as CreateRule does; not stored)."""
+
+    def __init__(
+        self,
+        *,
+        rule_id: _builtins.str = ...,
+        definition: Global___Rule | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["definition", b"definition", "rule", b"rule", "rule_id", b"rule_id"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["definition", b"definition", "rule", b"rule", "rule_id", b"rule_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_rule: _TypeAlias = _typing.Literal["rule_id", "definition"]  # noqa: Y015
+    _WhichOneofArgType_rule: _TypeAlias = _typing.Literal["rule", b"rule"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_rule) -> _WhichOneofReturnType_rule | None: ...
+
+Global___TestRuleRequest: _TypeAlias = TestRuleRequest  # noqa: Y015
+
+@_typing.final
+class SeverityVerdict(_message.Message):
+    """SeverityVerdict is the verdict at one severity."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEVERITY_FIELD_NUMBER: _builtins.int
+    VERDICT_FIELD_NUMBER: _builtins.int
+    THRESHOLD_FIELD_NUMBER: _builtins.int
+    severity: Global___Severity.ValueType
+    """The severity."""
+    verdict: Global___Verdict.ValueType
+    """The verdict."""
+    threshold: _builtins.float
+    """The severity's level (the z threshold for an anomaly rule)."""
+    def __init__(
+        self,
+        *,
+        severity: Global___Severity.ValueType = ...,
+        verdict: Global___Verdict.ValueType = ...,
+        threshold: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["severity", b"severity", "threshold", b"threshold", "verdict", b"verdict"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SeverityVerdict: _TypeAlias = SeverityVerdict  # noqa: Y015
+
+@_typing.final
+class TestRuleResponse(_message.Message):
+    """TestRuleResponse is one evaluation's reading and verdicts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AT_US_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    PREVIOUS_FIELD_NUMBER: _builtins.int
+    BASELINE_VALUES_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    SEVERITIES_FIELD_NUMBER: _builtins.int
+    at_us: _builtins.int
+    """The evaluation time, epoch microseconds."""
+    value: _builtins.float
+    """The series' value."""
+    previous: _builtins.float
+    """The previous period's value (relative change rules)."""
+    baseline_values: _builtins.int
+    """Baseline values present (anomaly rules)."""
+    error: _builtins.str
+    """Why no value could be read; empty when one was."""
+    @_builtins.property
+    def severities(self) -> _containers.RepeatedCompositeFieldContainer[Global___SeverityVerdict]:
+        """One verdict per severity the rule has a level for."""
+
+    def __init__(
+        self,
+        *,
+        at_us: _builtins.int = ...,
+        value: _builtins.float | None = ...,
+        previous: _builtins.float | None = ...,
+        baseline_values: _builtins.int = ...,
+        error: _builtins.str = ...,
+        severities: _abc.Iterable[Global___SeverityVerdict] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_previous", b"_previous", "_value", b"_value", "previous", b"previous", "value", b"value"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_previous", b"_previous", "_value", b"_value", "at_us", b"at_us", "baseline_values", b"baseline_values", "error", b"error", "previous", b"previous", "severities", b"severities", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__previous: _TypeAlias = _typing.Literal["previous"]  # noqa: Y015
+    _WhichOneofArgType__previous: _TypeAlias = _typing.Literal["_previous", b"_previous"]  # noqa: Y015
+    _WhichOneofReturnType__value: _TypeAlias = _typing.Literal["value"]  # noqa: Y015
+    _WhichOneofArgType__value: _TypeAlias = _typing.Literal["_value", b"_value"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__previous) -> _WhichOneofReturnType__previous | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__value) -> _WhichOneofReturnType__value | None: ...
+
+Global___TestRuleResponse: _TypeAlias = TestRuleResponse  # noqa: Y015
 
 @_typing.final
 class Series(_message.Message):

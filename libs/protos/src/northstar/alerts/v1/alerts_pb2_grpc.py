@@ -29,7 +29,7 @@ class AlertsServiceStub:
     """AlertsService manages alert rules over the metrics service's numbers
     (spec/alerts-and-reports.md).
 
-    Changes need the `admin` scope; reads the `read` scope.
+    Changes (and acknowledgements) need the `admin` scope; reads the `read` scope.
     """
 
     def __init__(self, channel):
@@ -83,13 +83,33 @@ class AlertsServiceStub:
                 request_serializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListNotificationsRequest.SerializeToString,
                 response_deserializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListNotificationsResponse.FromString,
                 _registered_method=True)
+        self.ListAlerts = channel.unary_unary(
+                '/northstar.alerts.v1.AlertsService/ListAlerts',
+                request_serializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListAlertsRequest.SerializeToString,
+                response_deserializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListAlertsResponse.FromString,
+                _registered_method=True)
+        self.AlertHistory = channel.unary_unary(
+                '/northstar.alerts.v1.AlertsService/AlertHistory',
+                request_serializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.AlertHistoryRequest.SerializeToString,
+                response_deserializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.AlertHistoryResponse.FromString,
+                _registered_method=True)
+        self.AcknowledgeAlert = channel.unary_unary(
+                '/northstar.alerts.v1.AlertsService/AcknowledgeAlert',
+                request_serializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.AcknowledgeAlertRequest.SerializeToString,
+                response_deserializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.AcknowledgeAlertResponse.FromString,
+                _registered_method=True)
+        self.TestRule = channel.unary_unary(
+                '/northstar.alerts.v1.AlertsService/TestRule',
+                request_serializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.TestRuleRequest.SerializeToString,
+                response_deserializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.TestRuleResponse.FromString,
+                _registered_method=True)
 
 
 class AlertsServiceServicer:
     """AlertsService manages alert rules over the metrics service's numbers
     (spec/alerts-and-reports.md).
 
-    Changes need the `admin` scope; reads the `read` scope.
+    Changes (and acknowledgements) need the `admin` scope; reads the `read` scope.
     """
 
     def CreateRule(self, request, context):
@@ -157,6 +177,35 @@ class AlertsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAlerts(self, request, context):
+        """ListAlerts answers the current state of each live rule's alerts, per severity.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AlertHistory(self, request, context):
+        """AlertHistory answers every transition and acknowledgement of a rule's alerts, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcknowledgeAlert(self, request, context):
+        """AcknowledgeAlert records who acknowledged a pending or firing alert (FAILED_PRECONDITION
+        otherwise); the acknowledgement travels with the alert's next notification.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TestRule(self, request, context):
+        """TestRule evaluates a stored or an inline rule now against metrics, changing no state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AlertsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -205,6 +254,26 @@ def add_AlertsServiceServicer_to_server(servicer, server):
                     request_deserializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListNotificationsRequest.FromString,
                     response_serializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListNotificationsResponse.SerializeToString,
             ),
+            'ListAlerts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAlerts,
+                    request_deserializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListAlertsRequest.FromString,
+                    response_serializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListAlertsResponse.SerializeToString,
+            ),
+            'AlertHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.AlertHistory,
+                    request_deserializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.AlertHistoryRequest.FromString,
+                    response_serializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.AlertHistoryResponse.SerializeToString,
+            ),
+            'AcknowledgeAlert': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcknowledgeAlert,
+                    request_deserializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.AcknowledgeAlertRequest.FromString,
+                    response_serializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.AcknowledgeAlertResponse.SerializeToString,
+            ),
+            'TestRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.TestRule,
+                    request_deserializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.TestRuleRequest.FromString,
+                    response_serializer=northstar_dot_alerts_dot_v1_dot_alerts__pb2.TestRuleResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'northstar.alerts.v1.AlertsService', rpc_method_handlers)
@@ -217,7 +286,7 @@ class AlertsService:
     """AlertsService manages alert rules over the metrics service's numbers
     (spec/alerts-and-reports.md).
 
-    Changes need the `admin` scope; reads the `read` scope.
+    Changes (and acknowledgements) need the `admin` scope; reads the `read` scope.
     """
 
     @staticmethod
@@ -453,6 +522,114 @@ class AlertsService:
             '/northstar.alerts.v1.AlertsService/ListNotifications',
             northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListNotificationsRequest.SerializeToString,
             northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListNotificationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/northstar.alerts.v1.AlertsService/ListAlerts',
+            northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListAlertsRequest.SerializeToString,
+            northstar_dot_alerts_dot_v1_dot_alerts__pb2.ListAlertsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AlertHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/northstar.alerts.v1.AlertsService/AlertHistory',
+            northstar_dot_alerts_dot_v1_dot_alerts__pb2.AlertHistoryRequest.SerializeToString,
+            northstar_dot_alerts_dot_v1_dot_alerts__pb2.AlertHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcknowledgeAlert(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/northstar.alerts.v1.AlertsService/AcknowledgeAlert',
+            northstar_dot_alerts_dot_v1_dot_alerts__pb2.AcknowledgeAlertRequest.SerializeToString,
+            northstar_dot_alerts_dot_v1_dot_alerts__pb2.AcknowledgeAlertResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TestRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/northstar.alerts.v1.AlertsService/TestRule',
+            northstar_dot_alerts_dot_v1_dot_alerts__pb2.TestRuleRequest.SerializeToString,
+            northstar_dot_alerts_dot_v1_dot_alerts__pb2.TestRuleResponse.FromString,
             options,
             channel_credentials,
             insecure,

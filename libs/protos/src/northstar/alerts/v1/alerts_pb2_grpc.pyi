@@ -30,7 +30,7 @@ class AlertsServiceStub:
     """AlertsService manages alert rules over the metrics service's numbers
     (spec/alerts-and-reports.md).
 
-    Changes need the `admin` scope; reads the `read` scope.
+    Changes (and acknowledgements) need the `admin` scope; reads the `read` scope.
     """
 
     @_typing.overload
@@ -59,13 +59,23 @@ class AlertsServiceStub:
     """ListNotifications lists the tenant's notifications, newest first, with the
     delivery of each channel target and its attempts.
     """
+    ListAlerts: _grpc.UnaryUnaryMultiCallable[_alerts_pb2.ListAlertsRequest, _alerts_pb2.ListAlertsResponse]
+    """ListAlerts answers the current state of each live rule's alerts, per severity."""
+    AlertHistory: _grpc.UnaryUnaryMultiCallable[_alerts_pb2.AlertHistoryRequest, _alerts_pb2.AlertHistoryResponse]
+    """AlertHistory answers every transition and acknowledgement of a rule's alerts, oldest first."""
+    AcknowledgeAlert: _grpc.UnaryUnaryMultiCallable[_alerts_pb2.AcknowledgeAlertRequest, _alerts_pb2.AcknowledgeAlertResponse]
+    """AcknowledgeAlert records who acknowledged a pending or firing alert (FAILED_PRECONDITION
+    otherwise); the acknowledgement travels with the alert's next notification.
+    """
+    TestRule: _grpc.UnaryUnaryMultiCallable[_alerts_pb2.TestRuleRequest, _alerts_pb2.TestRuleResponse]
+    """TestRule evaluates a stored or an inline rule now against metrics, changing no state."""
 
 @_typing.type_check_only
 class AlertsServiceAsyncStub(AlertsServiceStub):
     """AlertsService manages alert rules over the metrics service's numbers
     (spec/alerts-and-reports.md).
 
-    Changes need the `admin` scope; reads the `read` scope.
+    Changes (and acknowledgements) need the `admin` scope; reads the `read` scope.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -91,12 +101,22 @@ class AlertsServiceAsyncStub(AlertsServiceStub):
     """ListNotifications lists the tenant's notifications, newest first, with the
     delivery of each channel target and its attempts.
     """
+    ListAlerts: _aio.UnaryUnaryMultiCallable[_alerts_pb2.ListAlertsRequest, _alerts_pb2.ListAlertsResponse]  # type: ignore[assignment]
+    """ListAlerts answers the current state of each live rule's alerts, per severity."""
+    AlertHistory: _aio.UnaryUnaryMultiCallable[_alerts_pb2.AlertHistoryRequest, _alerts_pb2.AlertHistoryResponse]  # type: ignore[assignment]
+    """AlertHistory answers every transition and acknowledgement of a rule's alerts, oldest first."""
+    AcknowledgeAlert: _aio.UnaryUnaryMultiCallable[_alerts_pb2.AcknowledgeAlertRequest, _alerts_pb2.AcknowledgeAlertResponse]  # type: ignore[assignment]
+    """AcknowledgeAlert records who acknowledged a pending or firing alert (FAILED_PRECONDITION
+    otherwise); the acknowledgement travels with the alert's next notification.
+    """
+    TestRule: _aio.UnaryUnaryMultiCallable[_alerts_pb2.TestRuleRequest, _alerts_pb2.TestRuleResponse]  # type: ignore[assignment]
+    """TestRule evaluates a stored or an inline rule now against metrics, changing no state."""
 
 class AlertsServiceServicer(metaclass=_abc_1.ABCMeta):
     """AlertsService manages alert rules over the metrics service's numbers
     (spec/alerts-and-reports.md).
 
-    Changes need the `admin` scope; reads the `read` scope.
+    Changes (and acknowledgements) need the `admin` scope; reads the `read` scope.
     """
 
     @_abc_1.abstractmethod
@@ -174,5 +194,39 @@ class AlertsServiceServicer(metaclass=_abc_1.ABCMeta):
         """ListNotifications lists the tenant's notifications, newest first, with the
         delivery of each channel target and its attempts.
         """
+
+    @_abc_1.abstractmethod
+    def ListAlerts(
+        self,
+        request: _alerts_pb2.ListAlertsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_alerts_pb2.ListAlertsResponse, _abc.Awaitable[_alerts_pb2.ListAlertsResponse]]:
+        """ListAlerts answers the current state of each live rule's alerts, per severity."""
+
+    @_abc_1.abstractmethod
+    def AlertHistory(
+        self,
+        request: _alerts_pb2.AlertHistoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_alerts_pb2.AlertHistoryResponse, _abc.Awaitable[_alerts_pb2.AlertHistoryResponse]]:
+        """AlertHistory answers every transition and acknowledgement of a rule's alerts, oldest first."""
+
+    @_abc_1.abstractmethod
+    def AcknowledgeAlert(
+        self,
+        request: _alerts_pb2.AcknowledgeAlertRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_alerts_pb2.AcknowledgeAlertResponse, _abc.Awaitable[_alerts_pb2.AcknowledgeAlertResponse]]:
+        """AcknowledgeAlert records who acknowledged a pending or firing alert (FAILED_PRECONDITION
+        otherwise); the acknowledgement travels with the alert's next notification.
+        """
+
+    @_abc_1.abstractmethod
+    def TestRule(
+        self,
+        request: _alerts_pb2.TestRuleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_alerts_pb2.TestRuleResponse, _abc.Awaitable[_alerts_pb2.TestRuleResponse]]:
+        """TestRule evaluates a stored or an inline rule now against metrics, changing no state."""
 
 def add_AlertsServiceServicer_to_server(servicer: AlertsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,145 @@
+"""The evaluation scheduler on real PostgreSQL and NATS: leases, deadlines, stop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+from northstar_alerts.adapters.alert_store import AlertLog
+from northstar_alerts.application.scheduler import EvaluationScheduler
+from northstar_alerts.domain.alert_events import transitioned
+from northstar_alerts.domain.rules import Rule, Series, Threshold
+from northstar_alerts.domain.state import FIRING, INACTIVE, ManualClock, Observation, Transition
+from northstar_harness.eventually import assert_eventually
+
+from .conftest import AlertsDb
+
+
+def _rules(n: int, tenant: str = "acme") -> list[Rule]:
+    return [
+        Rule(
+            rule_id=f"r{i}",
+            tenant=tenant,
+            name=f"rule {i}",
+            series=Series(kind="kpi", name="activation_rate"),
+            condition=Threshold("<", warning=0.30, critical=0.20),
+            interval_s=60,
+        )
+        for i in range(n)
+    ]
+
+
+class Metrics:
+    """A stand-in for the metrics service: a value per rule, counting reads."""
+
+    def __init__(
+        self,
+        slow: set[str] = frozenset(),  # type: ignore[assignment]
+        broken: set[str] = frozenset(),  # type: ignore[assignment]
+    ) -> None:
+        self.reads: Counter[tuple[str, float]] = Counter()
+        self._slow = slow
+        self._broken = broken
+
+    async def observe(self, rule: Rule, at: float) -> Observation:
+        self.reads[rule.rule_id, at] += 1
+        if rule.rule_id in self._broken:
+            raise ValueError("a bug in reading")
+        await asyncio.sleep(60 if rule.rule_id in self._slow else 0.001 * (hash(rule.rule_id) % 7))
+        return Observation(at=at, value=0.1)
+
+
+def _scheduler(
+    db: AlertsDb, owner: str, metrics: Metrics, clock: ManualClock, **kw: float
+) -> EvaluationScheduler:
+    schedule = db.schedule(owner)
+    return EvaluationScheduler(
+        schedule=schedule,
+        recorder=db.recorder(schedule),
+        observe=metrics.observe,
+        outbox=db.outbox,
+        clock=clock,
+        concurrency=int(kw.get("concurrency", 4)),
+        timeout_s=kw.get("timeout_s", 10.0),
+        poll_s=0.05,
+    )
+
+
+async def test_two_evaluators_evaluate_each_due_rule_exactly_once(alerts_db: AlertsDb) -> None:
+    for rule in _rules(30):
+        await alerts_db.install(rule)
+    metrics, clock = Metrics(), ManualClock(1000.0)
+    a = _scheduler(alerts_db, "a", metrics, clock)
+    b = _scheduler(alerts_db, "b", metrics, clock)
+
+    for _ in range(3):
+        done = await asyncio.gather(a.run_due(), b.run_due())
+        assert sum(done) == 30
+        clock.advance(60)
+
+    assert sorted(metrics.reads.values()) == [1] * 90
+    assert {at for _, at in metrics.reads} == {1000.0, 1060.0, 1120.0}
+    rows = await alerts_db.pool.fetch(
+        "SELECT evaluator, count(*) AS n FROM alert_evaluations GROUP BY evaluator"
+    )
+    assert sum(r["n"] for r in rows) == 90
+    assert {r["evaluator"] for r in rows} == {"a", "b"}  # both took part
+    # One firing notice and two transition events per rule, once each.
+    assert await alerts_db.pool.fetchval("SELECT count(*) FROM notification_outbox") == 30
+    assert await alerts_db.pool.fetchval("SELECT count(*) FROM event_outbox") == 60
+
+
+async def test_a_slow_or_failing_rule_is_an_error_evaluation_and_delays_no_other(
+    alerts_db: AlertsDb,
+) -> None:
+    for rule in _rules(6):
+        await alerts_db.install(rule)
+    metrics, clock = Metrics(slow={"r0"}, broken={"r1"}), ManualClock(1000.0)
+    scheduler = _scheduler(alerts_db, "a", metrics, clock, concurrency=6, timeout_s=0.5)
+
+    assert await scheduler.run_due() == 6
+
+    rows = await alerts_db.pool.fetch("SELECT rule_id, outcome, error FROM alert_evaluations")
+    assert {r["rule_id"]: (r["outcome"], r["error"]) for r in rows} == {
+        "r0": ("error", "evaluation deadline exceeded"),
+        "r1": ("error", "evaluation failed: ValueError"),
+        **{f"r{i}": ("ok", "") for i in range(2, 6)},
+    }
+    states = await alerts_db.pool.fetch(
+        "SELECT DISTINCT rule_id FROM alert_state WHERE status = 'FIRING'"
+    )
+    assert sorted(r["rule_id"] for r in states) == [f"r{i}" for i in range(2, 6)]
+
+
+async def test_the_worker_loop_evaluates_due_rules_and_stops(alerts_db: AlertsDb) -> None:
+    for rule in _rules(10):
+        await alerts_db.install(rule)
+    metrics = Metrics()
+    scheduler = _scheduler(alerts_db, "a", metrics, ManualClock(1000.0), concurrency=3)
+    task = asyncio.create_task(scheduler.run())
+
+    async def all_evaluated() -> bool:
+        return await alerts_db.pool.fetchval("SELECT count(*) FROM alert_evaluations") == 10
+
+    await assert_eventually(all_evaluated, timeout=20)
+    scheduler.stop()
+    await asyncio.wait_for(task, timeout=10)
+    assert sorted(metrics.reads.values()) == [1] * 10  # not due again at the same time
+
+
+async def test_the_worker_publishes_events_a_crash_left_in_the_outbox(alerts_db: AlertsDb) -> None:
+    event = transitioned(Transition("r1", "critical", INACTIVE, FIRING, 1000.0, 0.1, 0.2))
+    async with alerts_db.pool.acquire() as conn, conn.transaction():
+        await alerts_db.outbox.add(conn, "acme", [event])
+    # Committed a minute ago, never published: the process died in between.
+    await alerts_db.pool.execute("UPDATE event_outbox SET created_at = now() - interval '1 minute'")
+    scheduler = _scheduler(alerts_db, "a", Metrics(), ManualClock(1000.0))
+    task = asyncio.create_task(scheduler.run())
+
+    async def published() -> bool:
+        return await alerts_db.pool.fetchval("SELECT published_at IS NOT NULL FROM event_outbox")
+
+    await assert_eventually(published, timeout=20)
+    scheduler.stop()
+    await asyncio.wait_for(task, timeout=10)
+    assert await AlertLog(alerts_db.log).history("acme", "r1") == [event]
