@@ -22,9 +22,10 @@ from northstar_alerts.bootstrap import build_host as build_alerts
 from northstar_alerts.domain.rules import Anomaly, RelativeChange, Rule, Series, Threshold
 from northstar_alerts.settings import AlertsSettings
 from northstar_harness.eventually import assert_eventually
+from northstar_harness.receivers import HttpReceiver, SmtpReceiver
 from northstar_runtime.service import ServiceHost
 
-from .conftest import READER_KEY, SERVICE_KEY, WRITER_KEY, Suite, auth, settings_env
+from .conftest import ADMIN_KEY, READER_KEY, SERVICE_KEY, WRITER_KEY, Suite, auth, settings_env
 
 # A minute ago: an event from later today would be refused as from the future.
 NOW = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=1)
@@ -170,7 +171,7 @@ class Alerts:
 
 @asynccontextmanager
 async def _alerts(
-    nats_url: str, database_url: str, namespace: str, metrics_address: str
+    nats_url: str, database_url: str, namespace: str, metrics_address: str, **overrides: object
 ) -> AsyncIterator[Alerts]:
     settings = AlertsSettings(
         **settings_env(nats_url, database_url, namespace),  # type: ignore[arg-type]
@@ -181,6 +182,7 @@ async def _alerts(
         # Every evaluation reads metrics afresh: the test changes the numbers between them.
         metrics_service_cache_seconds=0,
         alerts_poll_seconds=0.1,
+        **overrides,  # type: ignore[arg-type]
     )
     host = build_alerts(settings, configure_process=False)
     port = await host.start()
@@ -201,18 +203,35 @@ INACTIVE, FIRING, RESOLVED = (
 )
 
 
+SIGNUP = NOW - timedelta(days=12)
+
+
+async def _activation_is(suite: Suite, value: float) -> bool:
+    return await _activation(suite) == value
+
+
+async def _low_activation(suite: Suite) -> None:
+    """Ten signups 12 days ago, one activated: activation 0.1, under its critical 0.2."""
+    events = [_event(f"s{i}", "user.signup", f"u{i}", SIGNUP) for i in range(10)]
+    events.append(_event("w0", "workflow.created", "u0", SIGNUP + timedelta(hours=1)))
+    await _track(suite, events)
+    await assert_eventually(lambda: _activation_is(suite, 0.1), timeout=30)
+
+
+async def _activation_fixed_by_late_events(suite: Suite) -> None:
+    """Late events: 5 of the 10 signups activated after all (activation 0.5)."""
+    late = [
+        _event(f"w{i}", "workflow.created", f"u{i}", SIGNUP + timedelta(hours=2))
+        for i in range(1, 5)
+    ]
+    await _track(suite, late)
+    await assert_eventually(lambda: _activation_is(suite, 0.5), timeout=30)
+
+
 async def test_activation_below_critical_fires_once_and_late_events_resolve_it(
     suite: Suite, nats_url: str, database_url: str, namespace: str
 ) -> None:
-    signup = NOW - timedelta(days=12)
-    events = [_event(f"s{i}", "user.signup", f"u{i}", signup) for i in range(10)]
-    events.append(_event("w0", "workflow.created", "u0", signup + timedelta(hours=1)))
-    await _track(suite, events)
-
-    async def activation_is(value: float) -> bool:
-        return await _activation(suite) == value
-
-    await assert_eventually(lambda: activation_is(0.1), timeout=30)
+    await _low_activation(suite)
     metrics_address = f"127.0.0.1:{suite.metrics_host.port}"
     async with _alerts(nats_url, database_url, namespace, metrics_address) as alerts:
         # The tenant's default rules are installed and evaluated at once.
@@ -233,13 +252,7 @@ async def test_activation_below_critical_fires_once_and_late_events_resolve_it(
         notice = orjson.loads(rows[0]["notice"])
         assert (notice["tenant"], notice["value"], notice["threshold"]) == ("acme", 0.1, 0.2)
 
-        # Late events: 5 of the 10 signups activated after all.
-        late = [
-            _event(f"w{i}", "workflow.created", f"u{i}", signup + timedelta(hours=2))
-            for i in range(1, 5)
-        ]
-        await _track(suite, late)
-        await assert_eventually(lambda: activation_is(0.5), timeout=30)
+        await _activation_fixed_by_late_events(suite)
         # The next hour comes: the rule is due again.
         await alerts.pool.execute(
             "UPDATE alert_rules SET next_due_at = 0 WHERE rule_id = $1", ACTIVATION
@@ -298,3 +311,90 @@ async def test_with_metrics_down_an_evaluation_is_an_error_and_changes_no_state(
         assert await alerts.history(ACTIVATION) == []
         assert await alerts.pool.fetchval("SELECT count(*) FROM alert_state") == 0
         assert await alerts.pool.fetchval("SELECT count(*) FROM notification_outbox") == 0
+
+
+async def _evaluations(alerts: Alerts, rule_id: str) -> int:
+    return int(
+        await alerts.pool.fetchval(
+            "SELECT count(*) FROM alert_evaluations WHERE rule_id = $1", rule_id
+        )
+    )
+
+
+async def _evaluate_again(alerts: Alerts, rule_id: str) -> None:
+    """Make the rule due now (the next interval, sooner) and wait for that evaluation."""
+    before = await _evaluations(alerts, rule_id)
+    await alerts.pool.execute("UPDATE alert_rules SET next_due_at = 0 WHERE rule_id = $1", rule_id)
+
+    async def evaluated() -> bool:
+        return await _evaluations(alerts, rule_id) > before
+
+    await assert_eventually(evaluated, timeout=30)
+
+
+async def test_a_firing_alert_notifies_once_by_webhook_and_email_and_once_when_resolved(
+    suite: Suite, nats_url: str, database_url: str, namespace: str
+) -> None:
+    await _low_activation(suite)
+    http, smtp = HttpReceiver(), SmtpReceiver()
+    await http.start()
+    await smtp.start()
+    metrics_address = f"127.0.0.1:{suite.metrics_host.port}"
+    try:
+        async with _alerts(
+            nats_url,
+            database_url,
+            namespace,
+            metrics_address,
+            alerts_default_rules=False,
+            smtp_host="127.0.0.1",
+            smtp_port=smtp.port,
+            smtp_security="none",
+            delivery_poll_seconds=0.05,
+        ) as alerts:
+            rule = alerts_pb2.Rule(
+                rule_id="activation-low",
+                name="Activation low",
+                series=alerts_pb2.Series(kind=alerts_pb2.SERIES_KIND_KPI, name="activation_rate"),
+                threshold=alerts_pb2.Levels(comparator=alerts_pb2.COMPARATOR_LESS, critical=0.2),
+                channels=alerts_pb2.Channels(
+                    webhooks=[http.url("/hook")], emails=["oncall@example.com"]
+                ),
+            )
+            await alerts.stub.CreateRule(
+                alerts_pb2.CreateRuleRequest(rule=rule), metadata=auth(ADMIN_KEY), timeout=10
+            )
+
+            async def notified(n: int) -> bool:
+                return len(http.seen("/hook")) == n and len(smtp.messages) == n
+
+            await assert_eventually(lambda: notified(1), timeout=30)
+            [firing] = http.seen("/hook")
+            assert firing.body["status"] == "firing"
+            assert firing.body["alerts"][0]["labels"]["rule_id"] == "activation-low"
+            # Evaluated again while still firing: no second notification (repeat is 24 h).
+            await _evaluate_again(alerts, "activation-low")
+            await _evaluate_again(alerts, "activation-low")
+
+            await _activation_fixed_by_late_events(suite)
+            await _evaluate_again(alerts, "activation-low")
+            await assert_eventually(lambda: notified(2), timeout=30)
+            await _evaluate_again(alerts, "activation-low")
+            assert [r.body["status"] for r in http.seen("/hook")] == ["firing", "resolved"]
+            assert len({r.key for r in http.seen("/hook")}) == 2
+            [(to, first), (_, second)] = smtp.messages
+            assert to == ["oncall@example.com"]
+            assert "FIRING" in str(first["Subject"]) and "RESOLVED" in str(second["Subject"])
+            listed = await alerts.stub.ListNotifications(
+                alerts_pb2.ListNotificationsRequest(rule_id="activation-low"),
+                metadata=auth(READER_KEY),
+                timeout=10,
+            )
+            assert sorted(n.kind for n in listed.notifications) == ["firing", "resolved"]
+            assert {d.status for n in listed.notifications for d in n.deliveries} == {
+                alerts_pb2.DELIVERY_STATUS_DELIVERED
+            }
+            assert len(http.seen("/hook")) == 2 and len(smtp.messages) == 2
+    finally:
+        await smtp.stop()
+        await http.stop()

@@ -18,9 +18,9 @@ from northstar_alerts.adapters.delivery_store import DeliveryStore
 from northstar_alerts.domain.notice import Notice
 from northstar_alerts.domain.rules import Channels
 from northstar_harness.eventually import assert_eventually
+from northstar_harness.receivers import HttpReceiver, Route, SmtpReceiver
 
 from .conftest import OTHER_ADMIN_KEY, READ_KEY, AlertsHosts, auth, pool_of, violated_fields
-from .receivers import HttpReceiver, Route, SmtpReceiver
 
 _times = itertools.count(1)
 

@@ -1,4 +1,4 @@
-"""Real receivers for the dispatcher's tests: an HTTP server (aiohttp) and an SMTP server
+"""Real receivers for notification tests: an HTTP server (aiohttp) and an SMTP server
 (aiosmtpd), both in the test's event loop on port 0, recording what they receive."""
 
 from __future__ import annotations
@@ -93,7 +93,9 @@ class _Mailbox:
     def __init__(self) -> None:
         self.messages: list[tuple[list[str], EmailMessage]] = []
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+    async def handle_DATA(  # noqa: N802 - the name aiosmtpd calls
+        self, server: SMTP, session: Session, envelope: Envelope
+    ) -> str:
         raw = envelope.content if isinstance(envelope.content, bytes) else b""
         parsed = message_from_bytes(raw, policy=policy.default)
         assert isinstance(parsed, EmailMessage)
