@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 
 import orjson
@@ -14,11 +15,14 @@ from northstar_metrics.domain.events import EventRow
 from northstar_metrics.domain.revenue import (
     MonthRevenue,
     RevenueFacts,
+    SubscriptionState,
     daily_revenue,
+    daily_revenue_of_steps,
     month_summaries,
     month_summary,
     months_overlapping,
     mrr_by_day,
+    mrr_steps,
     subscription_states,
 )
 from northstar_metrics.domain.signups import signups
@@ -322,3 +326,62 @@ def test_the_pass_is_linear_on_a_large_tenant() -> None:
     states = subscription_states(rows_of(events))
     days = daily_revenue(states, date(2025, 1, 1), date(2025, 12, 31))
     assert len(days) == 365 and days[-1].paying_orgs > 0
+
+
+def summed_steps(events: list[Ev]) -> list[tuple[date, int, int]]:
+    """Each org's `mrr_steps`, summed per day (what the `mrr_days` read model holds)."""
+    by_org: dict[str, list[SubscriptionState]] = defaultdict(list)
+    for s in subscription_states(rows_of(events)):
+        by_org[s.org_id].append(s)
+    total: dict[date, list[int]] = defaultdict(lambda: [0, 0])
+    for states in by_org.values():
+        for day, (mrr, paying) in mrr_steps(states).items():
+            total[day][0] += mrr
+            total[day][1] += paying
+    return sorted((d, m, p) for d, (m, p) in total.items())
+
+
+@settings(max_examples=300, deadline=None)
+@given(events=events_strategy)
+def test_summed_mrr_steps_give_the_daily_reference(events: list[Ev]) -> None:
+    got = daily_revenue_of_steps(summed_steps(events), FIRST, LAST)
+    assert [(d.day.isoformat(), d.mrr, d.paying_orgs, d.arpu) for d in got] == daily(
+        events, FIRST, LAST
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(events=events_strategy)
+def test_months_from_the_changed_orgs_and_the_totals_equal_the_reference(
+    events: list[Ev],
+) -> None:
+    first, last = date(2026, 2, 10), date(2026, 4, 3)
+    wanted = months_overlapping(first, last)
+    since, until = (
+        day_start_us(wanted[0]),
+        day_start_us((wanted[-1] + timedelta(days=31)).replace(day=1)),
+    )
+    rows = rows_of(events)
+    full = RevenueFacts.from_rows(rows, signups(rows))
+    changed = {s.org_id for s in full.states if since <= s.ts_us < until}
+    kept = [
+        s
+        for org in changed
+        for states in ([s for s in full.states if s.org_id == org],)
+        for s in [
+            *[x for x in states if x.ts_us < since][-1:],
+            *[x for x in states if since <= x.ts_us < until],
+        ]
+    ]
+    kept.sort(key=lambda s: (s.ts_us, s.event_id))
+    steps = summed_steps(events)
+    bounds = {b for m in wanted for b in (m, (m + timedelta(days=31)).replace(day=1))}
+    totals = {
+        day_start_us(b): (
+            sum(m for d, m, _ in steps if d < b),
+            sum(p for d, _, p in steps if d < b),
+        )
+        for b in bounds
+    }
+    facts = dataclasses.replace(full, states=tuple(kept), totals=totals)
+    assert [as_ref(m) for m in month_summaries(facts, wanted)] == months(events, first, last)

@@ -12,6 +12,7 @@ import orjson
 
 from northstar.log.v1 import log_pb2
 from northstar_metrics.adapters.daily_counts import DailyCounts
+from northstar_metrics.adapters.revenue_rollup import RevenueRollup
 from northstar_metrics.adapters.user_facts import UserFacts
 from northstar_metrics.domain.active_users import MAO_WINDOW, WINDOWS, NewDay, coverage_deltas
 from northstar_metrics.domain.time import day_of
@@ -97,6 +98,7 @@ class ActivityProjection:
         await self._store_events(conn, fresh)
         await UserFacts().apply(conn, fresh)
         await DailyCounts().apply(conn, fresh)
+        await RevenueRollup().apply(conn, fresh)
         users: set[tuple[str, str, date]] = set()
         orgs: set[tuple[str, str, date]] = set()
         for ev in fresh:
@@ -259,3 +261,4 @@ class ActivityProjection:
         )
         await conn.execute("TRUNCATE " + ", ".join(UserFacts.reset))
         await conn.execute("TRUNCATE " + ", ".join(DailyCounts.reset_tables))
+        await conn.execute("TRUNCATE " + ", ".join(RevenueRollup.reset_tables))

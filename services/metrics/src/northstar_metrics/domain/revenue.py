@@ -44,7 +44,7 @@ from datetime import date, timedelta
 from northstar_metrics.domain.events import EventRow
 from northstar_metrics.domain.ratios import ratio
 from northstar_metrics.domain.signups import Signup
-from northstar_metrics.domain.time import day_start_us
+from northstar_metrics.domain.time import day_of, day_start_us
 
 SUBSCRIPTION_PREFIX = "subscription."
 PAYING_EVENTS = frozenset({"subscription.started", "subscription.changed"})
@@ -198,12 +198,19 @@ def signups_by_month_of_days(days: Iterable[tuple[date, int, int]]) -> dict[date
 
 @dataclass(frozen=True, slots=True)
 class RevenueFacts:
-    """What revenue reads from a tenant's events, reduced to the counted facts."""
+    """What revenue reads from a tenant's events, reduced to the counted facts.
+
+    `totals`, when given, holds (MRR, paying orgs) at each month bound instant, and
+    `states` then need only hold the orgs whose state changes inside the months (with
+    the state each had before them): the others have the same state at every bound,
+    so they add no movement, only to the totals.
+    """
 
     states: tuple[SubscriptionState, ...]
     spend: tuple[Spend, ...]
     acquisition: dict[str, str | None]
     signups: dict[date, MonthSignups]
+    totals: dict[int, tuple[int, int]] | None = None
 
     @classmethod
     def from_rows(cls, rows: Iterable[EventRow], signups: dict[str, Signup]) -> RevenueFacts:
@@ -271,6 +278,46 @@ def daily_revenue(states: Sequence[SubscriptionState], first: date, last: date) 
     return days
 
 
+def mrr_steps(states: Sequence[SubscriptionState]) -> dict[date, tuple[int, int]]:
+    """One org's changes of (MRR, paying) at the end of each day; states in the order rule.
+
+    Summed over the orgs and over the days <= d they are (MRR(d), paying_orgs(d)): the
+    state at the end of d is the latest one with a timestamp on a day <= d.
+    """
+    steps: dict[date, list[int]] = defaultdict(lambda: [0, 0])
+    mrr = 0
+    for s in states:
+        if s.mrr != mrr:
+            step = steps[day_of(s.ts_us)]
+            step[0] += s.mrr - mrr
+            step[1] += (s.mrr > 0) - (mrr > 0)
+            mrr = s.mrr
+    return {d: (m, p) for d, (m, p) in steps.items() if m or p}
+
+
+def daily_revenue_of_steps(
+    steps: Iterable[tuple[date, int, int]], first: date, last: date
+) -> list[RevenueDay]:
+    """`daily_revenue` from the (day, MRR, paying) steps summed over orgs (up to `last`)."""
+    by_day: dict[date, tuple[int, int]] = {}
+    mrr = paying = 0
+    for day, m, p in steps:
+        if day < first:
+            mrr += m
+            paying += p
+        elif day <= last:
+            by_day[day] = (m, p)
+    days = []
+    day = first
+    while day <= last:
+        m, p = by_day.get(day, (0, 0))
+        mrr += m
+        paying += p
+        days.append(RevenueDay(day, mrr, paying, ratio(mrr, paying)))
+        day += timedelta(days=1)
+    return days
+
+
 def mrr_by_day(rows: list[EventRow], first: date, last: date) -> dict[date, int]:
     """MRR at the end of each day of [first, last], from a tenant's subscription events."""
     return {d.day: d.mrr for d in daily_revenue(subscription_states(rows), first, last)}
@@ -325,8 +372,14 @@ def _summarize(
     start: dict[str, int],
     end: dict[str, int],
     spend: Sequence[Spend],
+    *,
+    totals: tuple[tuple[int, int], tuple[int, int]] | None = None,
 ) -> MonthRevenue:
-    """One month from the paying orgs at its two ends and its counted spend."""
+    """One month from the paying orgs at its two ends and its counted spend.
+
+    `totals`: (MRR, paying orgs) at the two ends when `start` / `end` hold only the orgs
+    whose state changes in the month; None when they hold every paying org.
+    """
     new = expansion = contraction = churned = 0
     new_orgs: list[str] = []
     expansion_orgs = contraction_orgs = 0
@@ -346,7 +399,13 @@ def _summarize(
         if org not in end:
             churned += mrr
             churned_orgs += 1
-    mrr_start, mrr_end = sum(start.values()), sum(end.values())
+    if totals is None:
+        (mrr_start, paying_start), (mrr_end, paying_end) = (
+            (sum(start.values()), len(start)),
+            (sum(end.values()), len(end)),
+        )
+    else:
+        (mrr_start, paying_start), (mrr_end, paying_end) = totals
 
     channel_spend: dict[str, int] = defaultdict(int)
     for s in spend:
@@ -363,8 +422,8 @@ def _summarize(
     )
 
     total_spend = sum(s.amount for s in spend)
-    churn_rate = ratio(churned_orgs, len(start))
-    arpu_end = ratio(mrr_end, len(end))
+    churn_rate = ratio(churned_orgs, paying_start)
+    arpu_end = ratio(mrr_end, paying_end)
     ltv = None if arpu_end is None else ratio(arpu_end, churn_rate)
     cac = ratio(total_spend, len(new_orgs))
     this = facts.signups.get(month, MonthSignups())
@@ -373,8 +432,8 @@ def _summarize(
         month=month,
         mrr_start=mrr_start,
         mrr_end=mrr_end,
-        paying_start=len(start),
-        paying_end=len(end),
+        paying_start=paying_start,
+        paying_end=paying_end,
         new=new,
         new_orgs=len(new_orgs),
         expansion=expansion,
@@ -407,9 +466,18 @@ def month_summaries(facts: RevenueFacts, months: Sequence[date]) -> list[MonthRe
     spend: dict[date, list[Spend]] = defaultdict(list)
     for s in facts.spend:
         spend[month_of(s.day)].append(s)
+    totals = facts.totals
     return [
-        _summarize(facts, m, snapshots[bounds[m][0]], snapshots[bounds[m][1]], spend[m])
+        _summarize(
+            facts,
+            m,
+            snapshots[start],
+            snapshots[end],
+            spend[m],
+            totals=None if totals is None else (totals[start], totals[end]),
+        )
         for m in months
+        for start, end in (bounds[m],)
     ]
 
 

@@ -17,7 +17,6 @@ from northstar_metrics.adapters.revenue_store import RevenueStore
 from northstar_metrics.domain.revenue import (
     MonthRevenue,
     RevenueDay,
-    daily_revenue,
     month_summaries,
     months_overlapping,
 )
@@ -88,8 +87,10 @@ class RevenueRpcs:
         first, last = date_range(request.from_date, request.to_date)
         tenant = current_principal().tenant
         months = months_overlapping(first, last)
-        facts, position = await RevenueStore(self.deps.pool).facts(tenant, months)
+        facts, days, position = await RevenueStore(self.deps.pool).facts(
+            tenant, months, (first, last)
+        )
         response = revenue_pb2.RevenueResponse(log_position=position)
-        response.days.extend(_day_message(d) for d in daily_revenue(facts.states, first, last))
+        response.days.extend(_day_message(d) for d in days)
         response.months.extend(_month_message(m) for m in month_summaries(facts, months))
         return response
