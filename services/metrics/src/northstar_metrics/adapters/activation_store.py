@@ -123,6 +123,15 @@ _EMPTY = ActivationSummary(
     None,
 )
 
+# Signups of [$2, $3], those activated (a workflow.created within $4 us) and those fast
+# activated (a successful run within $5 us): the stage firsts are at or after signup.
+_COUNTS_SQL = """
+SELECT count(*) AS signups,
+  count(*) FILTER (WHERE workflow_created_us - signup_ts_us <= $4) AS activated,
+  count(*) FILTER (WHERE workflow_run_succeeded_us - signup_ts_us <= $5) AS fast
+FROM user_facts WHERE tenant = $1 AND signup_day BETWEEN $2::date AND $3::date
+"""
+
 # Valid-status runs per day and workflow, from the per-day rollup: a run without a
 # string workflow_id (or with an empty one) is kept under '' and read as NULL,
 # counted as a run but as no workflow.
@@ -173,6 +182,15 @@ class ActivationStore:
         if None in groups:
             values.append(None)
         return overall, [ActivationSegment(v, groups[v]) for v in values], position
+
+    async def counts(self, tenant: str, first: date, last: date) -> tuple[int, int, int]:
+        """(signups, activated, fast activated) of the signups of [first, last]."""
+        async with self._pool.acquire() as conn:
+            r = await conn.fetchrow(
+                _COUNTS_SQL, tenant, first, last, ACTIVATION_WINDOW_US, FAST_ACTIVATION_US
+            )
+        assert r is not None  # an aggregate without GROUP BY always returns one row
+        return int(r["signups"]), int(r["activated"]), int(r["fast"])
 
     async def run_tallies(self, tenant: str, first: date, last: date) -> tuple[list[RunTally], int]:
         """The valid-status runs of [first, last] per day and workflow; position."""
