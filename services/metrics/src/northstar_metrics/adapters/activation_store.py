@@ -162,6 +162,11 @@ class ActivationStore:
             position = await activity_position(conn)
             # Sorting a quarter's signups per segment needs more than the default.
             await conn.execute("SET LOCAL work_mem = '64MB'")
+            # Joining the signups to the range's subscriptions by nested loop costs
+            # signups x subscriptions comparisons (seconds on a large tenant); the
+            # planner picks it whenever its row estimates of a freshly loaded
+            # `user_facts` are low, so the hash join is not left to statistics.
+            await conn.execute("SET LOCAL enable_nestloop = off")
             rows = await conn.fetch(
                 _SUMMARY_SQL,
                 tenant,
