@@ -5,13 +5,9 @@ from __future__ import annotations
 import asyncio
 from datetime import date
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from ..reference import Ev
 from .conftest import TENANTS, MetricsUnderTest
-from .replay import rebuilt_tables, snapshot_tables
-from .test_daily_counts import applied
+from .replay import applied, check_replays, rebuilt_tables, snapshot_tables
 from .test_revenue import at, events_strategy, sub
 
 _TABLES = {
@@ -53,33 +49,8 @@ async def test_a_late_state_moves_the_steps_and_a_replay_agrees(metrics: Metrics
 
 
 async def test_a_replay_of_the_log_rebuilds_the_live_tables(metrics: MetricsUnderTest) -> None:
-    tenants = iter(TENANTS[100:])
     loop = asyncio.get_running_loop()
-
-    @settings(
-        max_examples=12,
-        deadline=None,
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    tenants = iter(TENANTS[100:])
+    await asyncio.to_thread(
+        check_replays, metrics, loop, tenants, _TABLES, events_strategy, max_examples=12
     )
-    @given(
-        events=events_strategy,
-        other=events_strategy,
-        per_message=st.integers(1, 9),
-        batch=st.integers(1, 5),
-    )
-    def check_one(events: list[Ev], other: list[Ev], per_message: int, batch: int) -> None:
-        a, b = next(tenants), next(tenants)
-
-        async def check() -> None:
-            # Two tenants in one log, in small messages replayed in other batch sizes:
-            # late events and duplicates land in other batches than the events they follow.
-            await metrics.append(b, other, per_message=per_message)
-            position = await metrics.append(a, events, per_message=per_message)
-            await applied(metrics, position)
-            for tenant in (a, b):
-                live = await snapshot_tables(metrics, tenant, _TABLES)
-                assert await rebuilt_tables(metrics, tenant, position, _TABLES, batch=batch) == live
-
-        asyncio.run_coroutine_threadsafe(check(), loop).result(timeout=90)
-
-    await asyncio.to_thread(check_one)

@@ -20,7 +20,13 @@ from northstar_metrics.domain.activation import (
 )
 from northstar_metrics.domain.ratios import ratio
 from northstar_metrics.domain.time import day_start_us
-from northstar_metrics.domain.workflows import RunTally
+from northstar_metrics.domain.workflows import (
+    Granularity,
+    RunTally,
+    WorkflowStats,
+    clipped_periods,
+    counted_stats,
+)
 
 # The activation numbers of the signups of [$2, $3], overall and per value of the
 # breakdown column ($4: 'plan', 'channel' or NULL for none), in one pass over their
@@ -142,6 +148,31 @@ WHERE tenant = $1 AND day >= $2 AND day <= $3
 """
 
 
+# Per range [s, e] ($2 / $3, by ordinal): its runs from `run_day_totals` and its active
+# workflows from the summed `workflow_spans` rows (domain/workflows.py
+# `active_workflows`); a one-day range reads that day's run-day row instead.
+_PERIODS_SQL = """
+SELECT r.ord,
+  (SELECT coalesce(sum(t.successful), 0) FROM run_day_totals t
+   WHERE t.tenant = $1 AND t.day BETWEEN r.s AND r.e) AS successful,
+  (SELECT coalesce(sum(t.failed), 0) FROM run_day_totals t
+   WHERE t.tenant = $1 AND t.day BETWEEN r.s AND r.e) AS failed,
+  CASE WHEN r.s = r.e THEN
+    (SELECT coalesce(sum(w.workflows), 0) FROM workflow_spans w
+     WHERE w.tenant = $1 AND w.kind = 3 AND w.y = r.e AND w.x = r.e)
+  ELSE
+    (SELECT coalesce(sum(w.workflows), 0) FROM workflow_spans w
+     WHERE w.tenant = $1 AND w.kind = 0 AND w.y <= r.e)
+    - (SELECT coalesce(sum(w.workflows), 0) FROM workflow_spans w
+       WHERE w.tenant = $1 AND w.kind = 1 AND w.y < r.s)
+    - (SELECT coalesce(sum(w.workflows), 0) FROM workflow_spans w
+       WHERE w.tenant = $1 AND w.kind = 2 AND w.y > r.e AND w.x < r.s)
+  END AS active
+FROM unnest($2::date[], $3::date[]) WITH ORDINALITY AS r(s, e, ord)
+ORDER BY r.ord
+"""
+
+
 class ActivationStore:
     """The activation and workflow facts of one tenant, read from the `events` table."""
 
@@ -196,6 +227,33 @@ class ActivationStore:
             )
         assert r is not None  # an aggregate without GROUP BY always returns one row
         return int(r["signups"]), int(r["activated"]), int(r["fast"])
+
+    async def workflow_stats(
+        self, tenant: str, first: date, last: date, granularity: Granularity
+    ) -> tuple[list[WorkflowStats], WorkflowStats, int]:
+        """The statistics of each period of [first, last] (clipped) and of the whole range.
+
+        The same numbers as domain/workflows.py `periods` and `stats` over every run,
+        read from the `run_day_totals` and `workflow_spans` rollups.
+        """
+        ranges = [*clipped_periods(first, last, granularity), (first, first, last)]
+        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            position = await activity_position(conn)
+            rows = await conn.fetch(
+                _PERIODS_SQL, tenant, [r[1] for r in ranges], [r[2] for r in ranges]
+            )
+        out = [
+            counted_stats(
+                start,
+                a,
+                b,
+                successful=int(r["successful"]),
+                failed=int(r["failed"]),
+                active=int(r["active"]),
+            )
+            for (start, a, b), r in zip(ranges, rows, strict=True)
+        ]
+        return out[:-1], out[-1], position
 
     async def run_tallies(self, tenant: str, first: date, last: date) -> tuple[list[RunTally], int]:
         """The valid-status runs of [first, last] per day and workflow; position."""

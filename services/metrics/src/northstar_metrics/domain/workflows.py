@@ -16,6 +16,7 @@ Readings of the spec where it is silent, chosen as an analyst would expect:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -116,6 +117,15 @@ def stats(tallies: Iterable[RunTally], start: date, first: date, last: date) -> 
             failed += t.failed
             if t.workflow_id is not None and t.successful + t.failed:
                 workflows.add(t.workflow_id)
+    return counted_stats(
+        start, first, last, successful=successful, failed=failed, active=len(workflows)
+    )
+
+
+def counted_stats(
+    start: date, first: date, last: date, *, successful: int, failed: int, active: int
+) -> WorkflowStats:
+    """The statistics of the days [first, last] from their counts."""
     runs = successful + failed
     return WorkflowStats(
         period_start=start,
@@ -125,9 +135,53 @@ def stats(tallies: Iterable[RunTally], start: date, first: date, last: date) -> 
         successful_runs=successful,
         failed_runs=failed,
         error_rate=ratio(failed, runs),
-        active_workflows=len(workflows),
-        runs_per_active_workflow=ratio(runs, len(workflows)),
+        active_workflows=active,
+        runs_per_active_workflow=ratio(runs, active),
     )
+
+
+def clipped_periods(
+    first: date, last: date, granularity: Granularity
+) -> list[tuple[date, date, date]]:
+    """(period start, first day, last day) of every period overlapping [first, last], clipped."""
+    out = []
+    start = period_start(first, granularity)
+    while start <= last:
+        following = next_period(start, granularity)
+        out.append((start, max(start, first), min(following - timedelta(days=1), last)))
+        start = following
+    return out
+
+
+# The rows one workflow adds to the `workflow_spans` read model (kind, x, y): its first
+# and its last run day, each gap between consecutive run days that has a day inside,
+# and each run day. Summed over workflows they answer "workflows with a run in [s, e]"
+# for any range: see `active_workflows`.
+FIRST_DAY, LAST_DAY, GAP, RUN_DAY = 0, 1, 2, 3
+
+
+def span_rows(days: Sequence[date]) -> dict[tuple[int, date, date], int]:
+    """What one workflow with these (sorted, distinct) run days adds to `workflow_spans`."""
+    if not days:
+        return {}
+    rows = {(FIRST_DAY, days[0], days[0]): 1, (LAST_DAY, days[-1], days[-1]): 1}
+    for a, b in itertools.pairwise(days):
+        if (b - a).days >= 2:
+            rows[(GAP, a, b)] = 1
+    for d in days:
+        rows[(RUN_DAY, d, d)] = 1
+    return rows
+
+
+def active_workflows(first_by_e: int, last_before_s: int, gaps_over: int) -> int:
+    """Workflows with a run in [s, e], from the summed `span_rows`.
+
+    `first_by_e`: workflows whose first run day is <= e; `last_before_s`: those whose
+    last run day is < s; `gaps_over`: gaps (x, y) with x < s and y > e. A workflow that
+    started by e and has no run in [s, e] either ended before s or has exactly one gap
+    over [s, e].
+    """
+    return first_by_e - last_before_s - gaps_over
 
 
 def periods(
@@ -138,14 +192,10 @@ def periods(
     for t in tallies:
         if first <= t.day <= last:
             by_period.setdefault(period_start(t.day, granularity), []).append(t)
-    out = []
-    start = period_start(first, granularity)
-    while start <= last:
-        following = next_period(start, granularity)
-        clipped = (max(start, first), min(following - timedelta(days=1), last))
-        out.append(stats(by_period.get(start, ()), start, *clipped))
-        start = following
-    return out
+    return [
+        stats(by_period.get(start, ()), start, a, b)
+        for start, a, b in clipped_periods(first, last, granularity)
+    ]
 
 
 def daily_runs(rows: list[EventRow], first: date, last: date) -> dict[date, tuple[int, int]]:
