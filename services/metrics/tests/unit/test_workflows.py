@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
 from hypothesis import given, settings
@@ -12,16 +11,10 @@ from hypothesis import strategies as st
 
 from northstar_metrics.domain.events import EventRow
 from northstar_metrics.domain.workflows import (
-    FIRST_DAY,
-    GAP,
-    LAST_DAY,
-    RUN_DAY,
     Granularity,
     WorkflowStats,
-    active_workflows,
     daily_runs,
     periods,
-    span_rows,
     stats,
     tallies,
 )
@@ -172,36 +165,3 @@ def test_week_and_month_periods_are_clipped_to_the_range() -> None:
     ]
     december = periods([], date(2025, 12, 30), date(2026, 1, 2), Granularity.MONTH)
     assert [p.period_start for p in december] == [date(2025, 12, 1), date(2026, 1, 1)]
-
-
-run_days_strategy = st.dictionaries(
-    st.sampled_from([f"w{i}" for i in range(6)]),
-    st.sets(st.integers(0, 40), min_size=1).map(
-        lambda s: sorted(START.date() + timedelta(days=d) for d in s)
-    ),
-)
-
-
-@settings(max_examples=400, deadline=None)
-@given(workflows=run_days_strategy, span=RANGES)
-def test_summed_span_rows_count_the_active_workflows_of_any_range(
-    workflows: dict[str, list[date]], span: tuple[date, date]
-) -> None:
-    s, e = span
-    total: dict[tuple[int, date, date], int] = {}
-    for days in workflows.values():
-        for row, n in span_rows(days).items():
-            total[row] = total.get(row, 0) + n
-
-    def summed(kind: int, keep: Callable[[date, date], bool]) -> int:
-        return sum(n for (k, x, y), n in total.items() if k == kind and keep(x, y))
-
-    got = active_workflows(
-        summed(FIRST_DAY, lambda x, y: y <= e),
-        summed(LAST_DAY, lambda x, y: y < s),
-        summed(GAP, lambda x, y: x < s and y > e),
-    )
-    assert got == sum(1 for days in workflows.values() if any(s <= d <= e for d in days))
-    assert summed(RUN_DAY, lambda x, y: x == s) == sum(
-        1 for days in workflows.values() if s in days
-    )

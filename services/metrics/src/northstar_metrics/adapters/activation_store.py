@@ -149,8 +149,8 @@ WHERE tenant = $1 AND day >= $2 AND day <= $3
 
 
 # Per range [s, e] ($2 / $3, by ordinal): its runs from `run_day_totals` and its active
-# workflows from the summed `workflow_spans` rows (domain/workflows.py
-# `active_workflows`); a one-day range reads that day's run-day row instead.
+# workflows from the summed `workflow_spans` rows (domain/spans.py
+# `active_in`); a one-day range reads that day's run-day row instead.
 _PERIODS_SQL = """
 SELECT r.ord,
   (SELECT coalesce(sum(t.successful), 0) FROM run_day_totals t

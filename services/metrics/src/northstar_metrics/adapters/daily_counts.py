@@ -1,9 +1,8 @@
 """Per-day counts kept by the projection: workflow runs per workflow, events per name.
 
-And `workflow_spans` (migration 0008): for every workflow that gets a new run day, its
-old `span_rows` (from its stored run days, read before the batch's are added) are
-subtracted and its new ones added; a new day splits at most one gap in two and moves
-at most a first or a last day, so the difference is a few rows.
+And `workflow_spans` (migration 0008, domain/spans.py): for every workflow that gets a
+new run day, the difference between its span rows with and without the batch's days
+(its stored run days read before the batch's are added).
 """
 
 from __future__ import annotations
@@ -17,8 +16,9 @@ import orjson
 
 from northstar.log.v1 import log_pb2
 from northstar_metrics.adapters.user_facts import add_counts
+from northstar_metrics.domain.spans import spans_delta
 from northstar_metrics.domain.time import day_of
-from northstar_metrics.domain.workflows import FAILED, SUCCESS, WORKFLOW_RUN, span_rows
+from northstar_metrics.domain.workflows import FAILED, SUCCESS, WORKFLOW_RUN
 from northstar_runtime.db import Connection
 
 if TYPE_CHECKING:
@@ -147,8 +147,6 @@ class DailyCounts:
             if batch[key] <= set(before):
                 continue
             after = sorted(set(before) | batch[key])
-            for (kind, x, y), n in span_rows(before).items():
-                delta[(key[0], kind, y, x)] -= n
-            for (kind, x, y), n in span_rows(after).items():
+            for (kind, x, y), n in spans_delta(before, after).items():
                 delta[(key[0], kind, y, x)] += n
         await add_counts(conn, delta, add=_ADD_SPANS, drop_zeros=_DROP_ZERO_SPANS)

@@ -16,7 +16,6 @@ Readings of the spec where it is silent, chosen as an analyst would expect:
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -151,37 +150,6 @@ def clipped_periods(
         out.append((start, max(start, first), min(following - timedelta(days=1), last)))
         start = following
     return out
-
-
-# The rows one workflow adds to the `workflow_spans` read model (kind, x, y): its first
-# and its last run day, each gap between consecutive run days that has a day inside,
-# and each run day. Summed over workflows they answer "workflows with a run in [s, e]"
-# for any range: see `active_workflows`.
-FIRST_DAY, LAST_DAY, GAP, RUN_DAY = 0, 1, 2, 3
-
-
-def span_rows(days: Sequence[date]) -> dict[tuple[int, date, date], int]:
-    """What one workflow with these (sorted, distinct) run days adds to `workflow_spans`."""
-    if not days:
-        return {}
-    rows = {(FIRST_DAY, days[0], days[0]): 1, (LAST_DAY, days[-1], days[-1]): 1}
-    for a, b in itertools.pairwise(days):
-        if (b - a).days >= 2:
-            rows[(GAP, a, b)] = 1
-    for d in days:
-        rows[(RUN_DAY, d, d)] = 1
-    return rows
-
-
-def active_workflows(first_by_e: int, last_before_s: int, gaps_over: int) -> int:
-    """Workflows with a run in [s, e], from the summed `span_rows`.
-
-    `first_by_e`: workflows whose first run day is <= e; `last_before_s`: those whose
-    last run day is < s; `gaps_over`: gaps (x, y) with x < s and y > e. A workflow that
-    started by e and has no run in [s, e] either ended before s or has exactly one gap
-    over [s, e].
-    """
-    return first_by_e - last_before_s - gaps_over
 
 
 def periods(

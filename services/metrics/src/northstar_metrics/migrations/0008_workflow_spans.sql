@@ -1,6 +1,6 @@
 -- Per tenant, summed over its workflows (runs naming a workflow, valid status), what
 -- answers "active workflows in [s, e]" for any range without reading each workflow's
--- days (domain/workflows.py `span_rows`, `active_workflows`). `kind`:
+-- days (domain/spans.py `span_rows`, `active_in`). `kind`:
 --   0  first run days (x = y = the day): workflows whose first run day is x;
 --   1  last run days (x = y = the day);
 --   2  gaps between consecutive run days with at least one day inside (x < y - 1);
