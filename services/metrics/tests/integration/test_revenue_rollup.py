@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import date
 
+from northstar_metrics.adapters.projection import ActivityProjection
+from northstar_runtime.codec import encode_batch
+from northstar_runtime.projector import LogEntry
+
 from ..reference import Ev
-from .conftest import TENANTS, MetricsUnderTest
+from .conftest import TENANTS, MetricsUnderTest, stored
 from .replay import applied, check_replays, rebuilt_tables, snapshot_tables
 from .test_revenue import at, events_strategy, sub
 
@@ -54,3 +59,35 @@ async def test_a_replay_of_the_log_rebuilds_the_live_tables(metrics: MetricsUnde
     await asyncio.to_thread(
         check_replays, metrics, loop, tenants, _TABLES, events_strategy, max_examples=12
     )
+
+
+def entry(seq: int, tenant: str, partition: int, events: list[Ev]) -> LogEntry:
+    payload, headers = encode_batch(tenant, partition, [stored(e) for e in events])
+    return LogEntry(seq, f"events.{tenant}.{partition}", payload, headers)
+
+
+async def test_two_replicas_writing_one_org_wait_for_each_other(
+    metrics: MetricsUnderTest,
+) -> None:
+    """An org's states in two partitions, applied by two overlapping transactions."""
+    tenant = "t174"
+    pool = metrics.host.resources.pool
+    assert pool is not None
+    feb, mar = date(2026, 2, 10), date(2026, 3, 10)
+    # With a user_id each event goes to its user's partition: one org, two partitions.
+    first = sub("a", "subscription.started", "o1", at(feb), 100)
+    second = sub("b", "subscription.canceled", "o1", at(mar))
+    one = entry(1, tenant, 0, [dataclasses.replace(first, user_id="u1")])
+    two = entry(2, tenant, 1, [dataclasses.replace(second, user_id="u2")])
+    async with pool.acquire() as a, pool.acquire() as b:
+        ta, tb = a.transaction(), b.transaction()
+        await ta.start()
+        await ActivityProjection().apply(a, [one])
+        await tb.start()
+        later = asyncio.create_task(ActivityProjection().apply(b, [two]))
+        await asyncio.sleep(0.3)  # time for `later` to run ahead, were it not held back
+        await ta.commit()
+        await later
+        await tb.commit()
+    (days,) = (await snapshot_tables(metrics, tenant, {"d": _TABLES["mrr_days"]})).values()
+    assert days == [(feb, 100, 1), (mar, -100, -1)]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from northstar.log.v1 import log_pb2
-from northstar_metrics.adapters.user_facts import add_counts
+from northstar_metrics.adapters.rollups import add_counts, lock_keys
 from northstar_metrics.domain.spans import spans_delta
 from northstar_metrics.domain.time import day_of
 from northstar_metrics.domain.workflows import FAILED, SUCCESS, WORKFLOW_RUN
@@ -137,6 +137,7 @@ class DailyCounts:
         for tenant, workflow, day in runs:
             batch[(tenant, workflow)].add(day)
         keys = sorted(batch)
+        await lock_keys(conn, "workflow_spans", keys)
         stored = {
             (r[0], r[1]): list(r[2])
             for r in await conn.fetch(_STORED_DAYS, [k[0] for k in keys], [k[1] for k in keys])

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from northstar_metrics.adapters.user_facts import add_counts
+from northstar_metrics.adapters.rollups import add_counts
 from northstar_metrics.domain.events import EventRow
 from northstar_metrics.domain.quality import WELL_KNOWN, is_clock_skewed, missing_fields
 from northstar_metrics.domain.spans import span_rows, spans_delta

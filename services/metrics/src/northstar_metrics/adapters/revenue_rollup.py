@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from northstar_metrics.adapters.rollups import lock_keys
 from northstar_metrics.domain.revenue import (
     SUBSCRIPTION_PREFIX,
     USER_SIGNUP,
@@ -119,6 +120,7 @@ class RevenueRollup:
         self, conn: Connection, batch: dict[tuple[str, str], list[SubscriptionState]]
     ) -> None:
         orgs = sorted(batch)  # a fixed lock order between concurrent writers
+        await lock_keys(conn, "subscription_states", orgs)
         stored: dict[tuple[str, str], list[SubscriptionState]] = defaultdict(list)
         for r in await conn.fetch(_STORED_STATES, [o[0] for o in orgs], [o[1] for o in orgs]):
             stored[(r[0], r[1])].append(SubscriptionState(r[1], r[2], r[3], int(r[4])))

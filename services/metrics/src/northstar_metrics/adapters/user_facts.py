@@ -32,12 +32,13 @@ from __future__ import annotations
 import itertools
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import orjson
 
+from northstar_metrics.adapters.rollups import add_counts
 from northstar_metrics.domain.time import day_of
 from northstar_runtime.db import Connection
 
@@ -324,21 +325,3 @@ class UserFacts:
                 for row, n in contribution(new, after).items():
                     delta[(tenant, *row)] += n
         await add_counts(conn, delta, add=_ADD_COUNTS, drop_zeros=_DROP_ZEROS)
-
-
-async def add_counts(
-    conn: Connection, delta: Mapping[tuple[Any, ...], int], *, add: str, drop_zeros: str
-) -> None:
-    """Add signed counts to a counts table keyed by `delta`'s tuples; drop rows back at 0.
-
-    `add` takes the key columns then the counts as arrays; `drop_zeros` the key columns.
-    Only a row that lost some count can be back at zero, so only those are probed.
-    """
-    changed = sorted(k for k, v in delta.items() if v)
-    if not changed:
-        return
-    columns = [list(c) for c in zip(*changed, strict=True)]
-    await conn.execute(add, *columns, [delta[k] for k in changed])
-    lowered = [k for k in changed if delta[k] < 0]
-    if lowered:
-        await conn.execute(drop_zeros, *(list(c) for c in zip(*lowered, strict=True)))
