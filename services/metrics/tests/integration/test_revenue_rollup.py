@@ -21,6 +21,8 @@ _TABLES = {
     "mrr_days": "SELECT day, mrr, paying FROM mrr_days WHERE tenant = $1 ORDER BY day",
     "org_acquisition": "SELECT org_id, ts_us, event_id, channel FROM org_acquisition"
     " WHERE tenant = $1 ORDER BY org_id",
+    "org_months": "SELECT month, org_id, mrr_start, mrr_end FROM org_months"
+    " WHERE tenant = $1 ORDER BY month, org_id",
 }
 
 
@@ -50,6 +52,11 @@ async def test_a_late_state_moves_the_steps_and_a_replay_agrees(metrics: Metrics
     assert tables["mrr_days"] == [(feb, 100, 1), (mar, -100, -1), (apr, 300, 1)]
     assert tables["org_acquisition"] == [("o1", at(feb), "s0", "paid")]
     assert [r[1] for r in tables["subscription_states"]] == ["a", "d", "b"]
+    assert tables["org_months"] == [
+        (date(2026, 2, 1), "o1", 0, 100),
+        (date(2026, 3, 1), "o1", 100, 0),
+        (date(2026, 4, 1), "o1", 0, 300),
+    ]
     assert await rebuilt_tables(metrics, tenant, position, _TABLES) == tables
 
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from northstar_metrics.domain.events import EventRow
 from northstar_metrics.domain.revenue import (
+    MonthEnds,
     MonthRevenue,
     RevenueFacts,
     SubscriptionState,
@@ -21,9 +22,13 @@ from northstar_metrics.domain.revenue import (
     month_summaries,
     month_summary,
     months_overlapping,
+    movements,
     mrr_by_day,
     mrr_steps,
+    org_month_ends,
+    spend_by_month,
     subscription_states,
+    summarize,
 )
 from northstar_metrics.domain.signups import signups
 
@@ -352,36 +357,34 @@ def test_summed_mrr_steps_give_the_daily_reference(events: list[Ev]) -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(events=events_strategy)
-def test_months_from_the_changed_orgs_and_the_totals_equal_the_reference(
+def test_months_from_the_org_month_ends_and_the_steps_equal_the_reference(
     events: list[Ev],
 ) -> None:
+    """What the read models hold (org_month_ends, summed steps) gives the same months."""
     first, last = date(2026, 2, 10), date(2026, 4, 3)
     wanted = months_overlapping(first, last)
-    since, until = (
-        day_start_us(wanted[0]),
-        day_start_us((wanted[-1] + timedelta(days=31)).replace(day=1)),
-    )
     rows = rows_of(events)
-    full = RevenueFacts.from_rows(rows, signups(rows))
-    changed = {s.org_id for s in full.states if since <= s.ts_us < until}
-    kept = [
-        s
-        for org in changed
-        for states in ([s for s in full.states if s.org_id == org],)
-        for s in [
-            *[x for x in states if x.ts_us < since][-1:],
-            *[x for x in states if since <= x.ts_us < until],
-        ]
-    ]
-    kept.sort(key=lambda s: (s.ts_us, s.event_id))
+    facts = RevenueFacts.from_rows(rows, signups(rows))
+    by_org: dict[str, list[SubscriptionState]] = defaultdict(list)
+    for s in facts.states:
+        by_org[s.org_id].append(s)
+    changed: dict[date, list[tuple[str, int, int]]] = defaultdict(list)
+    for org, states in by_org.items():
+        for month, (start, end) in org_month_ends(states).items():
+            changed[month].append((org, start, end))
     steps = summed_steps(events)
-    bounds = {b for m in wanted for b in (m, (m + timedelta(days=31)).replace(day=1))}
-    totals = {
-        day_start_us(b): (
-            sum(m for d, m, _ in steps if d < b),
-            sum(p for d, _, p in steps if d < b),
-        )
-        for b in bounds
-    }
-    facts = dataclasses.replace(full, states=tuple(kept), totals=totals)
-    assert [as_ref(m) for m in month_summaries(facts, wanted)] == months(events, first, last)
+
+    def level(bound: date) -> tuple[int, int]:
+        return sum(m for d, m, _ in steps if d < bound), sum(p for d, _, p in steps if d < bound)
+
+    spend = spend_by_month(facts.spend)
+    got = []
+    for m in wanted:
+        after = (m + timedelta(days=31)).replace(day=1)
+        # The orgs that changed, at both ends (0: not paying), as paying maps.
+        start = {o: a for o, a, _ in changed[m] if a}
+        end = {o: b for o, _, b in changed[m] if b}
+        moves = movements(start, end, facts.acquisition)
+        ends = MonthEnds(*level(m), *level(after))
+        got.append(summarize(m, ends, moves, spend.get(m, []), facts.signups))
+    assert [as_ref(m) for m in got] == months(events, first, last)

@@ -9,6 +9,7 @@ Maintenance per batch, inside the projection's transaction:
   added (`domain.revenue.mrr_steps`). A late state between two stored ones moves the
   steps of a few days; duplicates never reach here (the projection dedups first), so
   a replay of the log rebuilds the same rows.
+- `org_months`: the same orgs' `org_month_ends` rows, old ones replaced by new ones.
 - `org_acquisition`: the batch's earliest `user.signup` per org replaces the stored
   one only when strictly earlier (timestamp, then event_id), as `user_facts` keeps
   users' signups.
@@ -32,6 +33,7 @@ from northstar_metrics.domain.revenue import (
     SubscriptionState,
     counted_state,
     mrr_steps,
+    org_month_ends,
     text_value,
 )
 from northstar_runtime.db import Connection
@@ -59,6 +61,17 @@ _DROP_ZEROS = """
 DELETE FROM mrr_days d USING unnest($1::text[], $2::date[]) AS k(tenant, day)
 WHERE d.tenant = k.tenant AND d.day = k.day AND d.mrr = 0 AND d.paying = 0
 """
+_PUT_MONTHS = """
+INSERT INTO org_months (tenant, month, org_id, mrr_start, mrr_end)
+SELECT * FROM unnest($1::text[], $2::date[], $3::text[], $4::numeric[], $5::numeric[])
+ON CONFLICT (tenant, month, org_id) DO UPDATE SET
+  mrr_start = excluded.mrr_start, mrr_end = excluded.mrr_end
+"""
+_DROP_MONTHS = """
+DELETE FROM org_months m
+USING unnest($1::text[], $2::date[], $3::text[]) AS k(tenant, month, org_id)
+WHERE m.tenant = k.tenant AND m.month = k.month AND m.org_id = k.org_id
+"""
 _UPSERT_ACQUISITION = """
 INSERT INTO org_acquisition (tenant, org_id, ts_us, event_id, channel)
 SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[])
@@ -80,7 +93,7 @@ def _properties(raw: bytes) -> dict[str, object]:
 class RevenueRollup:
     """Maintains `subscription_states`, `mrr_days` and `org_acquisition` from each batch."""
 
-    reset_tables = ("subscription_states", "mrr_days", "org_acquisition")
+    reset_tables = ("subscription_states", "mrr_days", "org_acquisition", "org_months")
 
     async def apply(self, conn: Connection, fresh: Sequence[_Event]) -> None:
         """Fold the batch's counted subscription events and org signups in."""
@@ -125,9 +138,14 @@ class RevenueRollup:
         for r in await conn.fetch(_STORED_STATES, [o[0] for o in orgs], [o[1] for o in orgs]):
             stored[(r[0], r[1])].append(SubscriptionState(r[1], r[2], r[3], int(r[4])))
         delta: dict[tuple[str, date], list[int]] = defaultdict(lambda: [0, 0])
+        put: list[tuple[str, date, str, int, int]] = []
+        drop: list[tuple[str, str, date]] = []
         for org in orgs:
             before = sorted(stored[org], key=lambda s: (s.ts_us, s.event_id))
             after = sorted([*before, *batch[org]], key=lambda s: (s.ts_us, s.event_id))
+            old_ends, new_ends = org_month_ends(before), org_month_ends(after)
+            drop.extend((*org, m) for m in old_ends.keys() - new_ends.keys())
+            put.extend((org[0], m, org[1], *e) for m, e in new_ends.items() if old_ends.get(m) != e)
             for sign, states in ((-1, before), (1, after)):
                 for day, (mrr, paying) in mrr_steps(states).items():
                     d = delta[(org[0], day)]
@@ -142,6 +160,19 @@ class RevenueRollup:
             [s.org_id for _, s in new],
             [Decimal(s.mrr) for _, s in new],
         )
+        if drop:
+            drop.sort()
+            await conn.execute(_DROP_MONTHS, *([d[i] for d in drop] for i in (0, 2, 1)))
+        if put:
+            put.sort()
+            await conn.execute(
+                _PUT_MONTHS,
+                [p[0] for p in put],
+                [p[1] for p in put],
+                [p[2] for p in put],
+                [Decimal(p[3]) for p in put],
+                [Decimal(p[4]) for p in put],
+            )
         changed = sorted(k for k, v in delta.items() if v != [0, 0])
         if not changed:
             return

@@ -1,16 +1,17 @@
 """The counted revenue facts of a tenant, read from the revenue read models.
 
 One snapshot, sized by the range rather than the history: MRR and paying orgs at any
-day from the summed `mrr_days` steps; the month movements from the states of only the
-orgs whose state changes in the months (`subscription_states`, kept by
-adapters/revenue_rollup.py with the same `counted_state` decision); signups per day
-from `user_facts`, acquisition channels from `org_acquisition`, spend from the few
-`marketing.spend` events of the months. The rules stay in domain/revenue.py; the
+day from the summed `mrr_days` steps; the month movements summed in SQL over the orgs
+whose MRR differs between the month's ends (`org_months`, kept by
+adapters/revenue_rollup.py from the states `counted_state` keeps), new orgs per
+acquisition channel from `org_acquisition`; signups per day from `user_facts`, spend
+from the few `marketing.spend` events of the months. The rules stay in domain/revenue.py; the
 integration tests hold this path to the brute-force reference.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import date, timedelta
 
 import asyncpg
@@ -18,36 +19,45 @@ import orjson
 
 from northstar_metrics.adapters.event_store import activity_position
 from northstar_metrics.domain.revenue import (
+    MonthEnds,
+    MonthRevenue,
+    Movements,
     RevenueDay,
-    RevenueFacts,
-    SubscriptionState,
     counted_spend,
     daily_revenue_of_steps,
-    new_paying_orgs,
     next_month,
     previous_month,
     signups_by_month_of_days,
+    spend_by_month,
+    summarize,
 )
 from northstar_metrics.domain.time import day_of, day_start_us
 from northstar_runtime.db import Connection
 
-# The states of the orgs whose state changes in [$2, $3): each one's latest state
-# before $2 and its states in the range (every other org keeps one state throughout).
-_CHANGED_STATES = """
-WITH changed AS (
-  SELECT DISTINCT org_id FROM subscription_states
-  WHERE tenant = $1 AND ts_us >= $2 AND ts_us < $3
-)
-SELECT s.org_id, s.ts_us, s.event_id, s.mrr
-FROM changed c CROSS JOIN LATERAL (
-  (SELECT b.org_id, b.ts_us, b.event_id, b.mrr FROM subscription_states b
-   WHERE b.tenant = $1 AND b.org_id = c.org_id AND b.ts_us < $2
-   ORDER BY b.ts_us DESC, b.event_id DESC LIMIT 1)
-  UNION ALL
-  SELECT r.org_id, r.ts_us, r.event_id, r.mrr FROM subscription_states r
-  WHERE r.tenant = $1 AND r.org_id = c.org_id AND r.ts_us >= $2 AND r.ts_us < $3
-) s
-ORDER BY s.ts_us, s.event_id
+# Per month of $2: the movements summed over the orgs whose MRR differs between its
+# two ends (`org_months`: start 0 is a new org, end 0 a churned one).
+_MOVEMENTS = """
+SELECT month,
+  coalesce(sum(mrr_end) FILTER (WHERE mrr_start = 0), 0) AS new,
+  count(*) FILTER (WHERE mrr_start = 0) AS new_orgs,
+  coalesce(sum(mrr_end - mrr_start) FILTER (WHERE mrr_start > 0 AND mrr_end > mrr_start), 0)
+    AS expansion,
+  count(*) FILTER (WHERE mrr_start > 0 AND mrr_end > mrr_start) AS expansion_orgs,
+  coalesce(sum(mrr_start - mrr_end) FILTER (WHERE mrr_end > 0 AND mrr_end < mrr_start), 0)
+    AS contraction,
+  count(*) FILTER (WHERE mrr_end > 0 AND mrr_end < mrr_start) AS contraction_orgs,
+  coalesce(sum(mrr_start) FILTER (WHERE mrr_end = 0), 0) AS churned,
+  count(*) FILTER (WHERE mrr_end = 0) AS churned_orgs
+FROM org_months WHERE tenant = $1 AND month = ANY($2::date[])
+GROUP BY month
+"""
+# The new paying orgs of each month of $2 per acquisition channel (`org_acquisition`).
+_NEW_BY_CHANNEL = """
+SELECT m.month, a.channel, count(*)
+FROM org_months m JOIN org_acquisition a ON a.tenant = m.tenant AND a.org_id = m.org_id
+WHERE m.tenant = $1 AND m.month = ANY($2::date[]) AND m.mrr_start = 0
+  AND a.channel IS NOT NULL
+GROUP BY m.month, a.channel
 """
 # The (MRR, paying orgs) steps of the days before $2.
 _STEPS = "SELECT day, mrr, paying FROM mrr_days WHERE tenant = $1 AND day < $2 ORDER BY day"
@@ -63,10 +73,6 @@ FROM user_facts
 WHERE tenant = $1 AND signup_day >= $2 AND signup_day < $3
 GROUP BY 1
 """
-# The acquisition channel of each org (org_acquisition: its earliest `user.signup`).
-_ACQUISITION = """
-SELECT org_id, channel FROM org_acquisition WHERE tenant = $1 AND org_id = ANY($2::text[])
-"""
 
 
 def _decoded(text: str | None) -> object:
@@ -80,16 +86,16 @@ class RevenueStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def facts(
+    async def months(
         self, tenant: str, months: list[date], days: tuple[date, date] | None = None
-    ) -> tuple[RevenueFacts, list[RevenueDay], int]:
-        """The facts `months` need, the RevenueDays of `days`, and the log position."""
+    ) -> tuple[list[MonthRevenue], list[RevenueDay], int]:
+        """Each of `months`, the RevenueDays of `days`, and the log position."""
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
             reader = _SnapshotReader(conn)
             position = await activity_position(conn)
-            facts = await reader.facts(tenant, months)
+            summaries = await reader.months(tenant, months)
             series = [] if days is None else await reader.days(tenant, *days)
-        return facts, series, position
+        return summaries, series, position
 
     async def days(self, tenant: str, first: date, last: date) -> list[RevenueDay]:
         """MRR, paying orgs and ARPU at the end of each day of [first, last]."""
@@ -112,39 +118,56 @@ class _SnapshotReader:
         rows = await self._conn.fetch(_STEPS, tenant, last + timedelta(days=1))
         return daily_revenue_of_steps(_steps(rows), first, last)
 
-    async def facts(self, tenant: str, months: list[date]) -> RevenueFacts:
-        """Everything the months need (signups from the month before the first one on)."""
+    async def months(self, tenant: str, months: list[date]) -> list[MonthRevenue]:
+        """Each month's summary (signups from the month before the first one on)."""
         since, until = day_start_us(months[0]), day_start_us(next_month(months[-1]))
-        rows = await self._conn.fetch(_CHANGED_STATES, tenant, since, until)
-        states = [SubscriptionState(r[0], r[1], r[2], int(r[3])) for r in rows]
-        # Already in order from SQL (event_id in the "C" collation, code point order);
-        # Python's sort of sorted data is one linear pass that keeps the order rule
-        # independent of the collation.
-        states.sort(key=lambda s: (s.ts_us, s.event_id))
-        bounds = [m for month in months for m in (month, next_month(month))]
-        steps = _steps(await self._conn.fetch(_STEPS, tenant, bounds[-1]))
-        totals: dict[int, tuple[int, int]] = {}
+        steps = _steps(await self._conn.fetch(_STEPS, tenant, next_month(months[-1])))
+        # (MRR, paying orgs) at the start of each month and of the one after the last.
+        levels: dict[date, tuple[int, int]] = {}
         mrr = paying = i = 0
-        for bound in sorted(set(bounds)):
+        for bound in [*months, next_month(months[-1])]:
             while i < len(steps) and steps[i][0] < bound:
                 mrr += steps[i][1]
                 paying += steps[i][2]
                 i += 1
-            totals[day_start_us(bound)] = (mrr, paying)
-        spend = [
+            levels[bound] = (mrr, paying)
+        by_channel: dict[date, dict[str, int]] = defaultdict(dict)
+        for r in await self._conn.fetch(_NEW_BY_CHANNEL, tenant, months):
+            by_channel[r[0]][r[1]] = int(r[2])
+        moves = {
+            r["month"]: Movements(
+                **{k: int(r[k]) for k in _MOVEMENT_COLUMNS}, new_by_channel=by_channel[r["month"]]
+            )
+            for r in await self._conn.fetch(_MOVEMENTS, tenant, months)
+        }
+        spend = spend_by_month(
             s
             for r in await self._conn.fetch(_SPEND, tenant, since, until)
             if (s := counted_spend(day_of(r[0]), _decoded(r[1]), _decoded(r[2]))) is not None
-        ]
+        )
         signup_days = await self._conn.fetch(
             _SIGNUPS, tenant, previous_month(months[0]), next_month(months[-1])
         )
-        candidates = sorted(new_paying_orgs(states, months))
-        acquisition = await self._conn.fetch(_ACQUISITION, tenant, candidates)
-        return RevenueFacts(
-            states=tuple(states),
-            spend=tuple(spend),
-            acquisition={r[0]: r[1] for r in acquisition},
-            signups=signups_by_month_of_days((r[0], r[1], r[2]) for r in signup_days),
-            totals=totals,
-        )
+        signups = signups_by_month_of_days((r[0], r[1], r[2]) for r in signup_days)
+        return [
+            summarize(
+                m,
+                MonthEnds(*levels[m], *levels[next_month(m)]),
+                moves.get(m, Movements()),
+                spend.get(m, []),
+                signups,
+            )
+            for m in months
+        ]
+
+
+_MOVEMENT_COLUMNS = (
+    "new",
+    "new_orgs",
+    "expansion",
+    "expansion_orgs",
+    "contraction",
+    "contraction_orgs",
+    "churned",
+    "churned_orgs",
+)

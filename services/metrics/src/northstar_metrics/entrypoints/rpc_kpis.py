@@ -24,7 +24,6 @@ from northstar_metrics.domain.kpis import (
     Status,
     scorecard,
 )
-from northstar_metrics.domain.revenue import month_summaries
 from northstar_metrics.domain.time import iso_day
 from northstar_metrics.entrypoints.deps import MetricsDeps
 from northstar_runtime.errors import FieldViolation, InvalidArgument
@@ -173,18 +172,18 @@ class KpiRpcs:
         """
         pool = self.deps.pool
         retention, activation = RetentionStore(pool), ActivationStore(pool)
-        d7, d30, (signups, activated, fast), (facts, _, _) = await asyncio.gather(
+        d7, d30, (signups, activated, fast), ((month, *_), _, _) = await asyncio.gather(
             retention.day_retention(tenant, *windows.recent, 7),
             retention.day_retention(tenant, *windows.older, 30),
             activation.counts(tenant, *windows.recent),
-            RevenueStore(pool).facts(tenant, [windows.month]),
+            RevenueStore(pool).months(tenant, [windows.month]),
         )
         return KpiCounts(
             d7_retention=d7,
             activation=(activated, signups),
             d30_retention=d30,
             fast_activation=(fast, signups),
-            month=month_summaries(facts, [windows.month])[0],
+            month=month,
         )
 
     async def GetKpiConfig(  # noqa: N802 - gRPC method name

@@ -17,7 +17,6 @@ from northstar_metrics.adapters.revenue_store import RevenueStore
 from northstar_metrics.domain.revenue import (
     MonthRevenue,
     RevenueDay,
-    month_summaries,
     months_overlapping,
 )
 from northstar_metrics.entrypoints.deps import MetricsDeps
@@ -87,10 +86,10 @@ class RevenueRpcs:
         first, last = date_range(request.from_date, request.to_date)
         tenant = current_principal().tenant
         months = months_overlapping(first, last)
-        facts, days, position = await RevenueStore(self.deps.pool).facts(
+        summaries, days, position = await RevenueStore(self.deps.pool).months(
             tenant, months, (first, last)
         )
         response = revenue_pb2.RevenueResponse(log_position=position)
         response.days.extend(_day_message(d) for d in days)
-        response.months.extend(_month_message(m) for m in month_summaries(facts, months))
+        response.months.extend(_month_message(m) for m in summaries)
         return response

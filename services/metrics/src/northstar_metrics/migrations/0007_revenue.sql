@@ -36,3 +36,16 @@ CREATE TABLE org_acquisition (
     channel text,
     PRIMARY KEY (tenant, org_id)
 );
+
+-- Per org and month where they differ: its MRR at the month's start and at its end
+-- (domain/revenue.py `org_month_ends`; 0: not paying). Only a month holding one of
+-- the org's states can differ, so a month's movements sum the few orgs that changed
+-- (start 0: new; end 0: churned) instead of comparing every org at both ends.
+CREATE TABLE org_months (
+    tenant text NOT NULL,
+    month date NOT NULL,
+    org_id text NOT NULL,
+    mrr_start numeric NOT NULL,
+    mrr_end numeric NOT NULL,
+    PRIMARY KEY (tenant, month, org_id)
+);
