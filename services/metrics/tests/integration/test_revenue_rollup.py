@@ -23,6 +23,8 @@ _TABLES = {
     " WHERE tenant = $1 ORDER BY org_id",
     "org_months": "SELECT month, org_id, mrr_start, mrr_end FROM org_months"
     " WHERE tenant = $1 ORDER BY month, org_id",
+    "signup_days": "SELECT day, referral, users FROM signup_days"
+    " WHERE tenant = $1 ORDER BY day, referral",
 }
 
 
@@ -51,6 +53,7 @@ async def test_a_late_state_moves_the_steps_and_a_replay_agrees(metrics: Metrics
     tables = await snapshot_tables(metrics, tenant, _TABLES)
     assert tables["mrr_days"] == [(feb, 100, 1), (mar, -100, -1), (apr, 300, 1)]
     assert tables["org_acquisition"] == [("o1", at(feb), "s0", "paid")]
+    assert tables["signup_days"] == [(feb, False, 1), (mar, False, 1)]
     assert [r[1] for r in tables["subscription_states"]] == ["a", "d", "b"]
     assert tables["org_months"] == [
         (date(2026, 2, 1), "o1", 0, 100),

@@ -4,7 +4,7 @@ One snapshot, sized by the range rather than the history: MRR and paying orgs at
 day from the summed `mrr_days` steps; the month movements summed in SQL over the orgs
 whose MRR differs between the month's ends (`org_months`, kept by
 adapters/revenue_rollup.py from the states `counted_state` keeps), new orgs per
-acquisition channel from `org_acquisition`; signups per day from `user_facts`, spend
+acquisition channel from `org_acquisition`; signups per day from `signup_days`, spend
 from the few `marketing.spend` events of the months. The rules stay in domain/revenue.py; the
 integration tests hold this path to the brute-force reference.
 """
@@ -66,12 +66,12 @@ SELECT ts_us, (properties -> 'channel')::text, (properties -> 'amount')::text
 FROM events
 WHERE tenant = $1 AND event = 'marketing.spend' AND ts_us >= $2 AND ts_us < $3
 """
-# Users' signups (user_facts: each user's earliest `user.signup`) per day.
+# Users' signups per day (signup_days: each user's earliest `user.signup`, by channel).
 _SIGNUPS = """
-SELECT signup_day, count(*), count(*) FILTER (WHERE channel = 'referral')
-FROM user_facts
-WHERE tenant = $1 AND signup_day >= $2 AND signup_day < $3
-GROUP BY 1
+SELECT day, sum(users)::bigint, coalesce(sum(users) FILTER (WHERE referral), 0)::bigint
+FROM signup_days
+WHERE tenant = $1 AND day >= $2 AND day < $3
+GROUP BY day
 """
 
 

@@ -49,3 +49,15 @@ CREATE TABLE org_months (
     mrr_end numeric NOT NULL,
     PRIMARY KEY (tenant, month, org_id)
 );
+
+-- Users per signup day (their first `user.signup`, as in `user_facts`), split by whether
+-- that signup's channel is the string `referral`: Revenue's signups, signup growth and
+-- viral coefficient read a few rows per month here. Kept with `user_facts`: a user whose
+-- signup moves earlier leaves its old day. Rows back at zero are removed.
+CREATE TABLE signup_days (
+    tenant text NOT NULL,
+    day date NOT NULL,
+    referral boolean NOT NULL,
+    users bigint NOT NULL,
+    PRIMARY KEY (tenant, day, referral)
+);
