@@ -10,13 +10,12 @@ from hypothesis import HealthCheck, given, settings
 
 from northstar_harness.eventually import assert_eventually
 from northstar_metrics.adapters.activation_store import ActivationStore
-from northstar_metrics.adapters.projection import ActivityProjection
 from northstar_metrics.domain.workflows import RunTally
-from northstar_runtime.projector import LogEntry
 
 from ..reference import Ev
 from ..unit.test_workflows import START, at, events_strategy
 from .conftest import TENANTS, MetricsUnderTest
+from .replay import rebuilt_tables, snapshot_tables
 
 _TABLES = {
     "run_days": "SELECT day, workflow_id, successful, failed FROM run_days"
@@ -33,10 +32,7 @@ def run(event_id: str, day: int, status: object, workflow: object = None) -> Ev:
 
 
 async def snapshot(m: MetricsUnderTest, tenant: str) -> dict[str, list[tuple]]:
-    pool = m.host.resources.pool
-    assert pool is not None
-    async with pool.acquire() as conn:
-        return {t: [tuple(r) for r in await conn.fetch(q, tenant)] for t, q in _TABLES.items()}
+    return await snapshot_tables(m, tenant, _TABLES)
 
 
 async def applied(m: MetricsUnderTest, position: int) -> None:
@@ -53,24 +49,7 @@ async def applied(m: MetricsUnderTest, position: int) -> None:
 
 async def rebuilt(m: MetricsUnderTest, tenant: str, position: int) -> dict[str, list[tuple]]:
     """The tables as a replay of the whole log from an empty state makes them (rolled back)."""
-    pool = m.host.resources.pool
-    assert pool is not None
-    stream = m.log.topology.events_stream
-    entries = []
-    for seq in range(1, position + 1):
-        msg = await m.log.js.get_msg(stream, seq)
-        entries.append(LogEntry(seq, msg.subject, msg.data or b"", dict(msg.headers or {})))
-    projection = ActivityProjection()
-    async with pool.acquire() as conn:
-        tx = conn.transaction()
-        await tx.start()
-        try:
-            await projection.reset(conn)
-            for i in range(0, len(entries), 3):
-                await projection.apply(conn, entries[i : i + 3])
-            return {t: [tuple(r) for r in await conn.fetch(q, tenant)] for t, q in _TABLES.items()}
-        finally:
-            await tx.rollback()
+    return await rebuilt_tables(m, tenant, position, _TABLES)
 
 
 async def test_late_runs_duplicates_and_odd_properties(metrics: MetricsUnderTest) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 
 import orjson
@@ -12,14 +13,22 @@ from hypothesis import strategies as st
 
 from northstar_metrics.domain.events import EventRow
 from northstar_metrics.domain.revenue import (
+    MonthEnds,
     MonthRevenue,
     RevenueFacts,
+    SubscriptionState,
     daily_revenue,
+    daily_revenue_of_steps,
     month_summaries,
     month_summary,
     months_overlapping,
+    movements,
     mrr_by_day,
+    mrr_steps,
+    org_month_ends,
+    spend_by_month,
     subscription_states,
+    summarize,
 )
 from northstar_metrics.domain.signups import signups
 
@@ -322,3 +331,60 @@ def test_the_pass_is_linear_on_a_large_tenant() -> None:
     states = subscription_states(rows_of(events))
     days = daily_revenue(states, date(2025, 1, 1), date(2025, 12, 31))
     assert len(days) == 365 and days[-1].paying_orgs > 0
+
+
+def summed_steps(events: list[Ev]) -> list[tuple[date, int, int]]:
+    """Each org's `mrr_steps`, summed per day (what the `mrr_days` read model holds)."""
+    by_org: dict[str, list[SubscriptionState]] = defaultdict(list)
+    for s in subscription_states(rows_of(events)):
+        by_org[s.org_id].append(s)
+    total: dict[date, list[int]] = defaultdict(lambda: [0, 0])
+    for states in by_org.values():
+        for day, (mrr, paying) in mrr_steps(states).items():
+            total[day][0] += mrr
+            total[day][1] += paying
+    return sorted((d, m, p) for d, (m, p) in total.items())
+
+
+@settings(max_examples=300, deadline=None)
+@given(events=events_strategy)
+def test_summed_mrr_steps_give_the_daily_reference(events: list[Ev]) -> None:
+    got = daily_revenue_of_steps(summed_steps(events), FIRST, LAST)
+    assert [(d.day.isoformat(), d.mrr, d.paying_orgs, d.arpu) for d in got] == daily(
+        events, FIRST, LAST
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(events=events_strategy)
+def test_months_from_the_org_month_ends_and_the_steps_equal_the_reference(
+    events: list[Ev],
+) -> None:
+    """What the read models hold (org_month_ends, summed steps) gives the same months."""
+    first, last = date(2026, 2, 10), date(2026, 4, 3)
+    wanted = months_overlapping(first, last)
+    rows = rows_of(events)
+    facts = RevenueFacts.from_rows(rows, signups(rows))
+    by_org: dict[str, list[SubscriptionState]] = defaultdict(list)
+    for s in facts.states:
+        by_org[s.org_id].append(s)
+    changed: dict[date, list[tuple[str, int, int]]] = defaultdict(list)
+    for org, states in by_org.items():
+        for month, (start, end) in org_month_ends(states).items():
+            changed[month].append((org, start, end))
+    steps = summed_steps(events)
+
+    def level(bound: date) -> tuple[int, int]:
+        return sum(m for d, m, _ in steps if d < bound), sum(p for d, _, p in steps if d < bound)
+
+    spend = spend_by_month(facts.spend)
+    got = []
+    for m in wanted:
+        after = (m + timedelta(days=31)).replace(day=1)
+        # The orgs that changed, at both ends (0: not paying), as paying maps.
+        start = {o: a for o, a, _ in changed[m] if a}
+        end = {o: b for o, _, b in changed[m] if b}
+        moves = movements(start, end, facts.acquisition)
+        ends = MonthEnds(*level(m), *level(after))
+        got.append(summarize(m, ends, moves, spend.get(m, []), facts.signups))
+    assert [as_ref(m) for m in got] == months(events, first, last)

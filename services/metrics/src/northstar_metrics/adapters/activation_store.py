@@ -20,7 +20,13 @@ from northstar_metrics.domain.activation import (
 )
 from northstar_metrics.domain.ratios import ratio
 from northstar_metrics.domain.time import day_start_us
-from northstar_metrics.domain.workflows import RunTally
+from northstar_metrics.domain.workflows import (
+    Granularity,
+    RunTally,
+    WorkflowStats,
+    clipped_periods,
+    counted_stats,
+)
 
 # The activation numbers of the signups of [$2, $3], overall and per value of the
 # breakdown column ($4: 'plan', 'channel' or NULL for none), in one pass over their
@@ -123,6 +129,15 @@ _EMPTY = ActivationSummary(
     None,
 )
 
+# Signups of [$2, $3], those activated (a workflow.created within $4 us) and those fast
+# activated (a successful run within $5 us): the stage firsts are at or after signup.
+_COUNTS_SQL = """
+SELECT count(*) AS signups,
+  count(*) FILTER (WHERE workflow_created_us - signup_ts_us <= $4) AS activated,
+  count(*) FILTER (WHERE workflow_run_succeeded_us - signup_ts_us <= $5) AS fast
+FROM user_facts WHERE tenant = $1 AND signup_day BETWEEN $2::date AND $3::date
+"""
+
 # Valid-status runs per day and workflow, from the per-day rollup: a run without a
 # string workflow_id (or with an empty one) is kept under '' and read as NULL,
 # counted as a run but as no workflow.
@@ -130,6 +145,31 @@ _RUN_TALLIES_SQL = """
 SELECT day, NULLIF(workflow_id, '') AS workflow_id, successful, failed
 FROM run_days
 WHERE tenant = $1 AND day >= $2 AND day <= $3
+"""
+
+
+# Per range [s, e] ($2 / $3, by ordinal): its runs from `run_day_totals` and its active
+# workflows from the summed `workflow_spans` rows (domain/spans.py
+# `active_in`); a one-day range reads that day's run-day row instead.
+_PERIODS_SQL = """
+SELECT r.ord,
+  (SELECT coalesce(sum(t.successful), 0) FROM run_day_totals t
+   WHERE t.tenant = $1 AND t.day BETWEEN r.s AND r.e) AS successful,
+  (SELECT coalesce(sum(t.failed), 0) FROM run_day_totals t
+   WHERE t.tenant = $1 AND t.day BETWEEN r.s AND r.e) AS failed,
+  CASE WHEN r.s = r.e THEN
+    (SELECT coalesce(sum(w.workflows), 0) FROM workflow_spans w
+     WHERE w.tenant = $1 AND w.kind = 3 AND w.y = r.e AND w.x = r.e)
+  ELSE
+    (SELECT coalesce(sum(w.workflows), 0) FROM workflow_spans w
+     WHERE w.tenant = $1 AND w.kind = 0 AND w.y <= r.e)
+    - (SELECT coalesce(sum(w.workflows), 0) FROM workflow_spans w
+       WHERE w.tenant = $1 AND w.kind = 1 AND w.y < r.s)
+    - (SELECT coalesce(sum(w.workflows), 0) FROM workflow_spans w
+       WHERE w.tenant = $1 AND w.kind = 2 AND w.y > r.e AND w.x < r.s)
+  END AS active
+FROM unnest($2::date[], $3::date[]) WITH ORDINALITY AS r(s, e, ord)
+ORDER BY r.ord
 """
 
 
@@ -153,6 +193,11 @@ class ActivationStore:
             position = await activity_position(conn)
             # Sorting a quarter's signups per segment needs more than the default.
             await conn.execute("SET LOCAL work_mem = '64MB'")
+            # Joining the signups to the range's subscriptions by nested loop costs
+            # signups x subscriptions comparisons (seconds on a large tenant); the
+            # planner picks it whenever its row estimates of a freshly loaded
+            # `user_facts` are low, so the hash join is not left to statistics.
+            await conn.execute("SET LOCAL enable_nestloop = off")
             rows = await conn.fetch(
                 _SUMMARY_SQL,
                 tenant,
@@ -173,6 +218,42 @@ class ActivationStore:
         if None in groups:
             values.append(None)
         return overall, [ActivationSegment(v, groups[v]) for v in values], position
+
+    async def counts(self, tenant: str, first: date, last: date) -> tuple[int, int, int]:
+        """(signups, activated, fast activated) of the signups of [first, last]."""
+        async with self._pool.acquire() as conn:
+            r = await conn.fetchrow(
+                _COUNTS_SQL, tenant, first, last, ACTIVATION_WINDOW_US, FAST_ACTIVATION_US
+            )
+        assert r is not None  # an aggregate without GROUP BY always returns one row
+        return int(r["signups"]), int(r["activated"]), int(r["fast"])
+
+    async def workflow_stats(
+        self, tenant: str, first: date, last: date, granularity: Granularity
+    ) -> tuple[list[WorkflowStats], WorkflowStats, int]:
+        """The statistics of each period of [first, last] (clipped) and of the whole range.
+
+        The same numbers as domain/workflows.py `periods` and `stats` over every run,
+        read from the `run_day_totals` and `workflow_spans` rollups.
+        """
+        ranges = [*clipped_periods(first, last, granularity), (first, first, last)]
+        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            position = await activity_position(conn)
+            rows = await conn.fetch(
+                _PERIODS_SQL, tenant, [r[1] for r in ranges], [r[2] for r in ranges]
+            )
+        out = [
+            counted_stats(
+                start,
+                a,
+                b,
+                successful=int(r["successful"]),
+                failed=int(r["failed"]),
+                active=int(r["active"]),
+            )
+            for (start, a, b), r in zip(ranges, rows, strict=True)
+        ]
+        return out[:-1], out[-1], position
 
     async def run_tallies(self, tenant: str, first: date, last: date) -> tuple[list[RunTally], int]:
         """The valid-status runs of [first, last] per day and workflow; position."""

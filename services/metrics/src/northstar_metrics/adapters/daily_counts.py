@@ -1,8 +1,13 @@
-"""Per-day counts kept by the projection: workflow runs per workflow, events per name."""
+"""Per-day counts kept by the projection: workflow runs per workflow, events per name.
+
+And `workflow_spans` (migration 0008, domain/spans.py): for every workflow that gets a
+new run day, the difference between its span rows with and without the batch's days
+(its stored run days read before the batch's are added).
+"""
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from datetime import date
 from typing import TYPE_CHECKING
@@ -10,6 +15,8 @@ from typing import TYPE_CHECKING
 import orjson
 
 from northstar.log.v1 import log_pb2
+from northstar_metrics.adapters.rollups import add_counts, lock_keys
+from northstar_metrics.domain.spans import spans_delta
 from northstar_metrics.domain.time import day_of
 from northstar_metrics.domain.workflows import FAILED, SUCCESS, WORKFLOW_RUN
 from northstar_runtime.db import Connection
@@ -19,6 +26,24 @@ if TYPE_CHECKING:
 
 # The key of the runs that name no workflow (absent, empty or not a string).
 NO_WORKFLOW = ""
+
+_STORED_DAYS = """
+SELECT r.tenant, r.workflow_id, array_agg(r.day ORDER BY r.day) AS days
+FROM run_days r JOIN unnest($1::text[], $2::text[]) AS k(tenant, workflow_id)
+  ON r.tenant = k.tenant AND r.workflow_id = k.workflow_id
+GROUP BY r.tenant, r.workflow_id
+"""
+_ADD_SPANS = """
+INSERT INTO workflow_spans (tenant, kind, y, x, workflows)
+SELECT * FROM unnest($1::text[], $2::smallint[], $3::date[], $4::date[], $5::bigint[])
+ON CONFLICT (tenant, kind, y, x) DO UPDATE SET
+  workflows = workflow_spans.workflows + excluded.workflows
+"""
+_DROP_ZERO_SPANS = """
+DELETE FROM workflow_spans w
+USING unnest($1::text[], $2::smallint[], $3::date[], $4::date[]) AS k(tenant, kind, y, x)
+WHERE w.workflows = 0 AND w.tenant = k.tenant AND w.kind = k.kind AND w.y = k.y AND w.x = k.x
+"""
 
 
 def run_key(e: log_pb2.StoredEvent) -> tuple[str, str] | None:
@@ -42,7 +67,7 @@ def run_key(e: log_pb2.StoredEvent) -> tuple[str, str] | None:
 class DailyCounts:
     """Maintains `run_days`, `run_day_totals` and `event_days` from each batch."""
 
-    reset_tables = ("run_days", "run_day_totals", "event_days")
+    reset_tables = ("run_days", "run_day_totals", "event_days", "workflow_spans")
 
     async def apply(self, conn: Connection, fresh: Sequence[_Event]) -> None:
         """Add the batch's events to the per-day counts (one statement per table)."""
@@ -67,6 +92,7 @@ class DailyCounts:
                 [events[k] for k in keys],
             )
         if runs:
+            await self._spans(conn, {(t, w, day) for t, day, w, _ in runs if w != NO_WORKFLOW})
             cells: dict[tuple[str, date, str], list[int]] = {}
             for (tenant, day, workflow, status), n in runs.items():
                 c = cells.setdefault((tenant, day, workflow), [0, 0])
@@ -102,3 +128,26 @@ class DailyCounts:
                 [totals[k][0] for k in keys2],
                 [totals[k][1] for k in keys2],
             )
+
+    async def _spans(self, conn: Connection, runs: set[tuple[str, str, date]]) -> None:
+        """Move `workflow_spans` by the workflows' new run days (before run_days has them)."""
+        if not runs:
+            return
+        batch: dict[tuple[str, str], set[date]] = defaultdict(set)
+        for tenant, workflow, day in runs:
+            batch[(tenant, workflow)].add(day)
+        keys = sorted(batch)
+        await lock_keys(conn, "workflow_spans", keys)
+        stored = {
+            (r[0], r[1]): list(r[2])
+            for r in await conn.fetch(_STORED_DAYS, [k[0] for k in keys], [k[1] for k in keys])
+        }
+        delta: Counter[tuple[str, int, date, date]] = Counter()
+        for key in keys:
+            before = stored.get(key, [])
+            if batch[key] <= set(before):
+                continue
+            after = sorted(set(before) | batch[key])
+            for (kind, x, y), n in spans_delta(before, after).items():
+                delta[(key[0], kind, y, x)] += n
+        await add_counts(conn, delta, add=_ADD_SPANS, drop_zeros=_DROP_ZERO_SPANS)

@@ -12,6 +12,8 @@ import orjson
 
 from northstar.log.v1 import log_pb2
 from northstar_metrics.adapters.daily_counts import DailyCounts
+from northstar_metrics.adapters.quality_rollup import QualityRollup
+from northstar_metrics.adapters.revenue_rollup import RevenueRollup
 from northstar_metrics.adapters.user_facts import UserFacts
 from northstar_metrics.domain.active_users import MAO_WINDOW, WINDOWS, NewDay, coverage_deltas
 from northstar_metrics.domain.time import day_of
@@ -95,8 +97,11 @@ class ActivityProjection:
         ]
         fresh = await self._dedup(conn, events)
         await self._store_events(conn, fresh)
+        # Before user_facts takes the batch's signups: it reads who had none.
+        await QualityRollup().apply(conn, fresh)
         await UserFacts().apply(conn, fresh)
         await DailyCounts().apply(conn, fresh)
+        await RevenueRollup().apply(conn, fresh)
         users: set[tuple[str, str, date]] = set()
         orgs: set[tuple[str, str, date]] = set()
         for ev in fresh:
@@ -259,3 +264,5 @@ class ActivityProjection:
         )
         await conn.execute("TRUNCATE " + ", ".join(UserFacts.reset))
         await conn.execute("TRUNCATE " + ", ".join(DailyCounts.reset_tables))
+        await conn.execute("TRUNCATE " + ", ".join(RevenueRollup.reset_tables))
+        await conn.execute("TRUNCATE " + ", ".join(QualityRollup.reset_tables))

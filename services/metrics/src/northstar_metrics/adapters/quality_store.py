@@ -8,16 +8,9 @@ from datetime import date, timedelta
 import asyncpg
 import orjson
 
-from northstar_metrics.adapters.event_store import activity_position, event_row
+from northstar_metrics.adapters.event_store import activity_position
 from northstar_metrics.adapters.ingest_requests import PROJECTION_NAME
-from northstar_metrics.domain.events import EventRow
-from northstar_metrics.domain.quality import (
-    NEEDS_ORG,
-    NEEDS_USER,
-    SKEW_LIMIT_US,
-    WELL_KNOWN,
-    RequestTally,
-)
+from northstar_metrics.domain.quality import MissingFields, RequestTally, missing_fields_of
 from northstar_metrics.domain.time import day_start_us
 
 # The position of the projection of ingest's request summaries: a position in the
@@ -39,31 +32,52 @@ class PeriodFacts:
     id_conflicts: int
     requests: list[RequestTally]
     ingest_duplicates: int
-    incomplete_candidates: list[EventRow]
+    missing_fields: list[MissingFields]
     heavy_users: dict[str, list[int]]
     newest_received_at_us: int | None
     log_position: int
     domain_log_position: int
 
 
-# Leaves out only the events that are certainly complete; domain/quality.py
-# decides about every other one, so the SQL need not match it exactly.
-_INCOMPLETE_CANDIDATES = """
-SELECT event_id, event, user_id, org_id, ts_us, properties::text, received_at_us, sent_at_us
-FROM events
-WHERE tenant = $1 AND received_at_us >= $2 AND received_at_us < $3 AND event = ANY($4::text[])
-  AND NOT coalesce(
-    (event <> ALL($5::text[]) OR user_id <> '')
-    AND (event <> ALL($6::text[]) OR org_id <> '')
-    AND (event <> 'workflow.run' OR (jsonb_typeof(properties -> 'status') = 'string'
-         AND properties ->> 'status' IN ('success', 'failed')))
-    AND (event NOT IN ('subscription.started', 'subscription.changed')
-         OR (jsonb_typeof(properties -> 'mrr') = 'number'
-             AND properties ->> 'mrr' ~ '^[0-9]{1,18}$'))
-    AND (event <> 'marketing.spend'
-         OR (jsonb_typeof(properties -> 'amount') = 'number'
-             AND properties ->> 'amount' ~ '^-?[0-9]{1,18}$')),
-    false)
+# Per receive-day range [$2, $3]: users with an accepted event received in it, among
+# all ($4 false) or the orphans ($4 true), from the summed `received_spans` rows
+# (domain/spans.py `active_in`); a one-day range reads that day's row.
+_USERS_SQL = """
+SELECT CASE WHEN $2::date = $3::date THEN
+  (SELECT coalesce(sum(users), 0) FROM received_spans
+   WHERE tenant = $1 AND orphan = $4 AND kind = 3 AND y = $3 AND x = $3)
+ELSE
+  (SELECT coalesce(sum(users), 0) FROM received_spans
+   WHERE tenant = $1 AND orphan = $4 AND kind = 0 AND y <= $3)
+  - (SELECT coalesce(sum(users), 0) FROM received_spans
+     WHERE tenant = $1 AND orphan = $4 AND kind = 1 AND y < $2)
+  - (SELECT coalesce(sum(users), 0) FROM received_spans
+     WHERE tenant = $1 AND orphan = $4 AND kind = 2 AND y > $3 AND x < $2)
+END
+"""
+# Users with at least $5 accepted events received in [$2, $3]: each has at least $4
+# (the ceiling of $5 over the days) on one of the days, which the index finds. Their
+# timestamps are read user by user (events_by_user_time), never by joining the
+# period's events, which a plan on stale statistics would scan once per user.
+_HEAVY_SQL = """
+WITH candidates AS (
+  SELECT DISTINCT user_id FROM user_received_days
+  WHERE tenant = $1 AND events >= $4 AND day BETWEEN $2 AND $3
+), heavy AS (
+  SELECT u.user_id FROM user_received_days u JOIN candidates c ON c.user_id = u.user_id
+  WHERE u.tenant = $1 AND u.day BETWEEN $2 AND $3
+  GROUP BY u.user_id HAVING sum(u.events) >= $5
+)
+SELECT h.user_id, (
+  SELECT array_agg(e.ts_us) FROM events e
+  WHERE e.tenant = $1 AND e.user_id = h.user_id AND e.user_id <> ''
+    AND e.received_at_us >= $6 AND e.received_at_us < $7
+) FROM heavy h
+"""
+_MISSING_SQL = """
+SELECT event, field, sum(events)::bigint AS events FROM missing_fields_days
+WHERE tenant = $1 AND day BETWEEN $2 AND $3
+GROUP BY event, field
 """
 
 
@@ -80,53 +94,34 @@ class QualityStore:
         since, until = day_start_us(first), day_start_us(last + timedelta(days=1))
         period = (tenant, since, until)
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
-            totals = await conn.fetchrow(
-                "SELECT count(*) AS accepted,"
-                " count(*) FILTER (WHERE sent_at_us <> 0"
-                "   AND abs(received_at_us - sent_at_us) > $4) AS skewed,"
-                " count(DISTINCT user_id) FILTER (WHERE user_id <> '') AS active"
-                " FROM events WHERE tenant = $1 AND received_at_us >= $2 AND received_at_us < $3",
-                *period,
-                SKEW_LIMIT_US,
-            )
-            orphans = await conn.fetchval(
-                "SELECT count(DISTINCT e.user_id) FROM events e"
-                " WHERE e.tenant = $1 AND e.received_at_us >= $2 AND e.received_at_us < $3"
-                " AND e.user_id <> '' AND NOT EXISTS (SELECT 1 FROM events s"
-                "   WHERE s.tenant = $1 AND s.event = 'user.signup' AND s.user_id = e.user_id)",
-                *period,
-            )
             repeats = await conn.fetchrow(
                 "SELECT coalesce(sum(duplicates), 0) AS duplicates,"
-                " coalesce(sum(id_conflicts), 0) AS conflicts"
+                " coalesce(sum(id_conflicts), 0) AS conflicts,"
+                " coalesce(sum(accepted), 0) AS accepted, coalesce(sum(skewed), 0) AS skewed"
                 " FROM quality_daily WHERE tenant = $1 AND day >= $2 AND day <= $3",
                 tenant,
                 first,
                 last,
             )
+            active = await conn.fetchval(_USERS_SQL, tenant, first, last, False)
+            orphans = await conn.fetchval(_USERS_SQL, tenant, first, last, True)
             requests = await conn.fetch(
                 "SELECT received_at_us, sent_at_us, duplicate, rejections::text"
                 " FROM ingest_requests"
                 " WHERE tenant = $1 AND received_at_us >= $2 AND received_at_us < $3",
                 *period,
             )
-            candidates = await conn.fetch(
-                _INCOMPLETE_CANDIDATES,
-                *period,
-                sorted(WELL_KNOWN),
-                sorted(NEEDS_USER),
-                sorted(NEEDS_ORG),
-            )
+            missing = await conn.fetch(_MISSING_SQL, tenant, first, last)
+            days = (last - first).days + 1
             heavy = await conn.fetch(
-                "WITH heavy AS (SELECT user_id FROM events"
-                "   WHERE tenant = $1 AND received_at_us >= $2 AND received_at_us < $3"
-                "   AND user_id <> '' GROUP BY user_id HAVING count(*) >= $4)"
-                " SELECT e.user_id, array_agg(e.ts_us) FROM events e JOIN heavy h"
-                "   ON e.user_id = h.user_id"
-                " WHERE e.tenant = $1 AND e.received_at_us >= $2 AND e.received_at_us < $3"
-                " GROUP BY e.user_id",
-                *period,
+                _HEAVY_SQL,
+                tenant,
+                first,
+                last,
+                -(-bot_min_events // days),
                 bot_min_events,
+                since,
+                until,
             )
             newest = await conn.fetchval(
                 "SELECT max(received_at_us) FROM events WHERE tenant = $1", tenant
@@ -134,7 +129,7 @@ class QualityStore:
             event_position = await activity_position(conn)
             domain_position = await conn.fetchval(_REQUESTS_POSITION_SQL, PROJECTION_NAME)
         # Aggregates without GROUP BY always return one row.
-        assert totals is not None and repeats is not None
+        assert repeats is not None
         tallies = []
         ingest_duplicates = 0
         for r in requests:
@@ -147,15 +142,15 @@ class QualityStore:
                 )
             )
         return PeriodFacts(
-            accepted=int(totals["accepted"]),
-            accepted_skewed=int(totals["skewed"]),
-            active_users=int(totals["active"]),
+            accepted=int(repeats["accepted"]),
+            accepted_skewed=int(repeats["skewed"]),
+            active_users=int(active),
             orphan_users=int(orphans),
             duplicates=int(repeats["duplicates"]),
             id_conflicts=int(repeats["conflicts"]),
             requests=tallies,
             ingest_duplicates=ingest_duplicates,
-            incomplete_candidates=[event_row(r) for r in candidates],
+            missing_fields=missing_fields_of((r[0], r[1], int(r[2])) for r in missing),
             heavy_users={r[0]: list(r[1]) for r in heavy},
             newest_received_at_us=None if newest is None else int(newest),
             log_position=event_position,

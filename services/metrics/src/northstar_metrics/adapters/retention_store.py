@@ -167,3 +167,14 @@ class RetentionStore:
                 later = retained[i + 1] if i + 1 < len(retained) else 0
                 tally[(cohort, n)] = retained[i] - later
         return CohortCounts(query.mode, dict(sizes), dict(tally)), position
+
+    async def day_retention(self, tenant: str, first: date, last: date, n: int) -> tuple[int, int]:
+        """(retained, signups): D-n ON_DAY over the signups of [first, last], n >= 1.
+
+        domain/retention.py `day_retention_over_signups` over the read model: the daily
+        cohorts of the range, their users active on signup day + n, summed.
+        """
+        query = CohortQuery(CohortGranularity.DAY, first, last, as_of=last + timedelta(days=n))
+        counts, _ = await self.cohort_counts(tenant, query, range(n, n + 1))
+        retained = sum(counts.tally.get((c, n), 0) for c in counts.sizes)
+        return retained, sum(counts.sizes.values())

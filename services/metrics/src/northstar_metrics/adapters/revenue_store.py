@@ -1,75 +1,78 @@
-"""The counted revenue facts of a tenant, read from the `events` table.
+"""The counted revenue facts of a tenant, read from the revenue read models.
 
-It reads only the facts revenue counts, in one snapshot: the properties it needs
-rather than whole events, and the signup counts and acquisition channels aggregated
-in PostgreSQL, so that a tenant's ~200k signups never leave the database. The rules
-stay in domain/revenue.py (the same `counted_state` / `counted_spend` decisions the
-row-based functions use); the integration tests hold this path to the brute-force
-reference.
+One snapshot, sized by the range rather than the history: MRR and paying orgs at any
+day from the summed `mrr_days` steps; the month movements summed in SQL over the orgs
+whose MRR differs between the month's ends (`org_months`, kept by
+adapters/revenue_rollup.py from the states `counted_state` keeps), new orgs per
+acquisition channel from `org_acquisition`; signups per day from `signup_days`, spend
+from the few `marketing.spend` events of the months. The rules stay in domain/revenue.py; the
+integration tests hold this path to the brute-force reference.
 """
 
 from __future__ import annotations
 
-from datetime import date
+from collections import defaultdict
+from datetime import date, timedelta
 
 import asyncpg
 import orjson
 
-from northstar_metrics.adapters.event_store import EVENT_NAMES_SQL, activity_position
+from northstar_metrics.adapters.event_store import activity_position
 from northstar_metrics.domain.revenue import (
-    SUBSCRIPTION_PREFIX,
-    RevenueFacts,
-    SubscriptionState,
+    MonthEnds,
+    MonthRevenue,
+    Movements,
+    RevenueDay,
     counted_spend,
-    counted_state,
-    new_paying_orgs,
+    daily_revenue_of_steps,
     next_month,
     previous_month,
     signups_by_month_of_days,
-    text_value,
+    spend_by_month,
+    summarize,
 )
 from northstar_metrics.domain.time import day_of, day_start_us
 from northstar_runtime.db import Connection
 
-_SUBSCRIPTIONS = """
-SELECT event, org_id, ts_us, event_id, (properties -> 'mrr')::text
-FROM events
-WHERE tenant = $1 AND event = ANY($2::text[]) AND org_id <> '' AND ts_us < $3
-ORDER BY ts_us, event_id COLLATE "C"
+# Per month of $2: the movements summed over the orgs whose MRR differs between its
+# two ends (`org_months`: start 0 is a new org, end 0 a churned one).
+_MOVEMENTS = """
+SELECT month,
+  coalesce(sum(mrr_end) FILTER (WHERE mrr_start = 0), 0) AS new,
+  count(*) FILTER (WHERE mrr_start = 0) AS new_orgs,
+  coalesce(sum(mrr_end - mrr_start) FILTER (WHERE mrr_start > 0 AND mrr_end > mrr_start), 0)
+    AS expansion,
+  count(*) FILTER (WHERE mrr_start > 0 AND mrr_end > mrr_start) AS expansion_orgs,
+  coalesce(sum(mrr_start - mrr_end) FILTER (WHERE mrr_end > 0 AND mrr_end < mrr_start), 0)
+    AS contraction,
+  count(*) FILTER (WHERE mrr_end > 0 AND mrr_end < mrr_start) AS contraction_orgs,
+  coalesce(sum(mrr_start) FILTER (WHERE mrr_end = 0), 0) AS churned,
+  count(*) FILTER (WHERE mrr_end = 0) AS churned_orgs
+FROM org_months WHERE tenant = $1 AND month = ANY($2::date[])
+GROUP BY month
 """
+# The new paying orgs of each month of $2 per acquisition channel (`org_acquisition`).
+_NEW_BY_CHANNEL = """
+SELECT m.month, a.channel, count(*)
+FROM org_months m JOIN org_acquisition a ON a.tenant = m.tenant AND a.org_id = m.org_id
+WHERE m.tenant = $1 AND m.month = ANY($2::date[]) AND m.mrr_start = 0
+  AND a.channel IS NOT NULL
+GROUP BY m.month, a.channel
+"""
+# The (MRR, paying orgs) steps of the days before $2.
+_STEPS = "SELECT day, mrr, paying FROM mrr_days WHERE tenant = $1 AND day < $2 ORDER BY day"
 _SPEND = """
 SELECT ts_us, (properties -> 'channel')::text, (properties -> 'amount')::text
 FROM events
 WHERE tenant = $1 AND event = 'marketing.spend' AND ts_us >= $2 AND ts_us < $3
 """
-# Users' signups (earliest `user.signup` by timestamp, then event_id in code-point
-# order: `COLLATE "C"` compares UTF-8 bytes, which orders like code points) per day.
+# Users' signups per day (signup_days: each user's earliest `user.signup`, by channel).
 _SIGNUPS = """
-SELECT date '1970-01-01' + (ts_us / 86400000000)::int AS day, count(*),
-       count(*) FILTER (WHERE channel = '"referral"'::jsonb)
-FROM (
-  SELECT DISTINCT ON (user_id) ts_us, properties -> 'channel' AS channel
-  FROM events
-  WHERE tenant = $1 AND event = 'user.signup' AND user_id <> ''
-  ORDER BY user_id, ts_us, event_id COLLATE "C"
-) first_signups
-WHERE ts_us >= $2 AND ts_us < $3
-GROUP BY 1
+SELECT day, sum(users)::bigint, coalesce(sum(users) FILTER (WHERE referral), 0)::bigint
+FROM signup_days
+WHERE tenant = $1 AND day >= $2 AND day < $3
+GROUP BY day
 """
-# The channel of each org's earliest `user.signup` (any user's) carrying its org_id.
-_ACQUISITION = """
-SELECT o.org_id, first.channel
-FROM unnest($2::text[]) AS o(org_id)
-CROSS JOIN LATERAL (
-  SELECT (e.properties -> 'channel')::text AS channel
-  FROM events e
-  WHERE e.tenant = $1 AND e.event = 'user.signup' AND e.org_id = o.org_id AND e.org_id <> ''
-  ORDER BY e.ts_us, e.event_id COLLATE "C"
-  LIMIT 1
-) AS first
-"""
-# Sorting a large tenant's signups by user needs more than the default.
-_WORK_MEM = "SET LOCAL work_mem = '64MB'"
 
 
 def _decoded(text: str | None) -> object:
@@ -83,13 +86,25 @@ class RevenueStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def facts(self, tenant: str, months: list[date]) -> tuple[RevenueFacts, int]:
-        """The facts `months` need, and the log position they reflect."""
+    async def months(
+        self, tenant: str, months: list[date], days: tuple[date, date] | None = None
+    ) -> tuple[list[MonthRevenue], list[RevenueDay], int]:
+        """Each of `months`, the RevenueDays of `days`, and the log position."""
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
             reader = _SnapshotReader(conn)
             position = await activity_position(conn)
-            facts = await reader.facts(tenant, months)
-        return facts, position
+            summaries = await reader.months(tenant, months)
+            series = [] if days is None else await reader.days(tenant, *days)
+        return summaries, series, position
+
+    async def days(self, tenant: str, first: date, last: date) -> list[RevenueDay]:
+        """MRR, paying orgs and ARPU at the end of each day of [first, last]."""
+        async with self._pool.acquire() as conn:
+            return await _SnapshotReader(conn).days(tenant, first, last)
+
+
+def _steps(rows: list[asyncpg.Record]) -> list[tuple[date, int, int]]:
+    return [(r[0], int(r[1]), r[2]) for r in rows]
 
 
 class _SnapshotReader:
@@ -98,44 +113,61 @@ class _SnapshotReader:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
-    async def states(self, tenant: str, until_us: int) -> list[SubscriptionState]:
-        """The counted `subscription.*` events before `until_us`, in the order rule."""
-        names = [
-            r[0]
-            for r in await self._conn.fetch(EVENT_NAMES_SQL, tenant)
-            if r[0].startswith(SUBSCRIPTION_PREFIX)
-        ]
-        if not names:
-            return []
-        rows = await self._conn.fetch(_SUBSCRIPTIONS, tenant, names, until_us)
-        states = [
-            s
-            for r in rows
-            if (s := counted_state(r[0], r[1], r[2], r[3], _decoded(r[4]))) is not None
-        ]
-        # Already in order from SQL, where sorting is cheaper; Python's sort of sorted data
-        # is one linear pass that keeps the order rule independent of the collation.
-        states.sort(key=lambda s: (s.ts_us, s.event_id))
-        return states
+    async def days(self, tenant: str, first: date, last: date) -> list[RevenueDay]:
+        """MRR, paying orgs and ARPU at the end of each day of [first, last]."""
+        rows = await self._conn.fetch(_STEPS, tenant, last + timedelta(days=1))
+        return daily_revenue_of_steps(_steps(rows), first, last)
 
-    async def facts(self, tenant: str, months: list[date]) -> RevenueFacts:
-        """Everything the months need (signups from the month before the first one on)."""
-        await self._conn.execute(_WORK_MEM)
+    async def months(self, tenant: str, months: list[date]) -> list[MonthRevenue]:
+        """Each month's summary (signups from the month before the first one on)."""
         since, until = day_start_us(months[0]), day_start_us(next_month(months[-1]))
-        states = await self.states(tenant, until)
-        spend = [
+        steps = _steps(await self._conn.fetch(_STEPS, tenant, next_month(months[-1])))
+        # (MRR, paying orgs) at the start of each month and of the one after the last.
+        levels: dict[date, tuple[int, int]] = {}
+        mrr = paying = i = 0
+        for bound in [*months, next_month(months[-1])]:
+            while i < len(steps) and steps[i][0] < bound:
+                mrr += steps[i][1]
+                paying += steps[i][2]
+                i += 1
+            levels[bound] = (mrr, paying)
+        by_channel: dict[date, dict[str, int]] = defaultdict(dict)
+        for r in await self._conn.fetch(_NEW_BY_CHANNEL, tenant, months):
+            by_channel[r[0]][r[1]] = int(r[2])
+        moves = {
+            r["month"]: Movements(
+                **{k: int(r[k]) for k in _MOVEMENT_COLUMNS}, new_by_channel=by_channel[r["month"]]
+            )
+            for r in await self._conn.fetch(_MOVEMENTS, tenant, months)
+        }
+        spend = spend_by_month(
             s
             for r in await self._conn.fetch(_SPEND, tenant, since, until)
             if (s := counted_spend(day_of(r[0]), _decoded(r[1]), _decoded(r[2]))) is not None
-        ]
+        )
         signup_days = await self._conn.fetch(
-            _SIGNUPS, tenant, day_start_us(previous_month(months[0])), until
+            _SIGNUPS, tenant, previous_month(months[0]), next_month(months[-1])
         )
-        candidates = sorted(new_paying_orgs(states, months))
-        acquisition = await self._conn.fetch(_ACQUISITION, tenant, candidates)
-        return RevenueFacts(
-            states=tuple(states),
-            spend=tuple(spend),
-            acquisition={r[0]: text_value(_decoded(r[1])) for r in acquisition},
-            signups=signups_by_month_of_days((r[0], r[1], r[2]) for r in signup_days),
-        )
+        signups = signups_by_month_of_days((r[0], r[1], r[2]) for r in signup_days)
+        return [
+            summarize(
+                m,
+                MonthEnds(*levels[m], *levels[next_month(m)]),
+                moves.get(m, Movements()),
+                spend.get(m, []),
+                signups,
+            )
+            for m in months
+        ]
+
+
+_MOVEMENT_COLUMNS = (
+    "new",
+    "new_orgs",
+    "expansion",
+    "expansion_orgs",
+    "contraction",
+    "contraction_orgs",
+    "churned",
+    "churned_orgs",
+)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 
 import asyncpg
 
 from northstar_metrics.adapters.event_store import EVENT_NAMES_CTE, EventStore
 from northstar_metrics.adapters.queries import ReadModel
+from northstar_metrics.adapters.revenue_store import RevenueStore
 from northstar_metrics.domain.daily_series import (
     DailySeries,
     SeriesKind,
@@ -17,8 +18,7 @@ from northstar_metrics.domain.daily_series import (
     ratio_series,
     signup_days,
 )
-from northstar_metrics.domain.revenue import SUBSCRIPTION_PREFIX, mrr_by_day
-from northstar_metrics.domain.time import day_of, day_start_us
+from northstar_metrics.domain.time import day_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +45,6 @@ class SeriesStore:
         if start is None or start > last:
             return DailySeries(first, last, {})
         lo = max(first, start)
-        until = day_start_us(last + timedelta(days=1))
         if spec.kind is SeriesKind.DAU:
             days, _ = await self._read_model.active_users(tenant, lo, last)
             return count_series({d.day: d.dau for d in days}, start=start, first=first, last=last)
@@ -60,11 +59,9 @@ class SeriesStore:
             if spec.kind is SeriesKind.WORKFLOW_RUNS:
                 return count_series(runs, start=start, first=first, last=last)
             return ratio_series(failed, runs, start=start, first=first, last=last)
-        # MRR: an org's state carries over from before the range, so read all history
-        # of every `subscription.*` name, as the Revenue query does.
-        names = await self._events.event_names(tenant, prefix=SUBSCRIPTION_PREFIX)
-        rows = await self._events.events(tenant, names=names, until_us=until) if names else []
-        return count_series(mrr_by_day(rows, lo, last), start=start, first=first, last=last)
+        # MRR: from the summed MRR steps of every day up to the range, as Revenue reads it.
+        mrr = {d.day: d.mrr for d in await RevenueStore(self._pool).days(tenant, lo, last)}
+        return count_series(mrr, start=start, first=first, last=last)
 
     async def span(self, tenant: str) -> TenantSpan | None:
         """The tenant's first and last days with any event; None without events."""

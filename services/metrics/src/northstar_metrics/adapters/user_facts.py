@@ -36,8 +36,10 @@ from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
+import asyncpg
 import orjson
 
+from northstar_metrics.adapters.rollups import add_counts
 from northstar_metrics.domain.time import day_of
 from northstar_runtime.db import Connection
 
@@ -92,6 +94,18 @@ USING unnest($1::text[], $2::text[], $3::text[], $4::smallint[], $5::date[], $6:
 WHERE c.users = 0 AND c.tenant = k.tenant AND c.attr = k.attr AND c.value = k.value
   AND c.kind = k.kind AND c.signup_day = k.signup_day AND c.x = k.x AND c.y = k.y
 """
+
+_ADD_SIGNUP_DAYS = """
+INSERT INTO signup_days (tenant, day, referral, users)
+SELECT * FROM unnest($1::text[], $2::date[], $3::boolean[], $4::bigint[])
+ON CONFLICT (tenant, day, referral) DO UPDATE SET users = signup_days.users + excluded.users
+"""
+_DROP_SIGNUP_DAYS = """
+DELETE FROM signup_days s
+USING unnest($1::text[], $2::date[], $3::boolean[]) AS k(tenant, day, referral)
+WHERE s.users = 0 AND s.tenant = k.tenant AND s.day = k.day AND s.referral = k.referral
+"""
+REFERRAL = "referral"
 
 # asyncpg writes date.min / date.max as PostgreSQL's -infinity / infinity.
 OPEN_START = date.min
@@ -229,7 +243,7 @@ def _stage(event: str, properties_json: bytes) -> int | None:
 class UserFacts:
     """Keeps `user_facts` and `cohort_counts` up to date from each batch's fresh events."""
 
-    reset = ("user_facts", "cohort_counts")
+    reset = ("user_facts", "cohort_counts", "signup_days")
 
     async def apply(self, conn: Connection, fresh: Sequence[_Event]) -> None:
         """Fold the batch's signups, stage events and activity days into the read models."""
@@ -284,6 +298,7 @@ class UserFacts:
             )
             for r in moved:
                 new_keys[(r["tenant"], r["user_id"])] = (r["signup_day"], r["plan"], r["channel"])
+            await self._signup_days(conn, moved, old_keys)
             if moved:
                 await conn.execute(
                     _RECOMPUTE, [r["tenant"] for r in moved], [r["user_id"] for r in moved]
@@ -293,6 +308,21 @@ class UserFacts:
         await self._count(
             conn, users, batch_days=days, old_keys=old_keys, new_keys=new_keys, old_days=old_days
         )
+
+    async def _signup_days(
+        self,
+        conn: Connection,
+        moved: Sequence[asyncpg.Record],
+        old_keys: dict[tuple[str, str], _Key],
+    ) -> None:
+        """Move each user whose signup was inserted or moved to its new signup day."""
+        delta: dict[tuple[str, date, bool], int] = defaultdict(int)
+        for r in moved:
+            old = old_keys.get((r["tenant"], r["user_id"]))
+            if old is not None:
+                delta[(r["tenant"], old[0], old[2] == REFERRAL)] -= 1
+            delta[(r["tenant"], r["signup_day"], r["channel"] == REFERRAL)] += 1
+        await add_counts(conn, delta, add=_ADD_SIGNUP_DAYS, drop_zeros=_DROP_SIGNUP_DAYS)
 
     async def _count(
         self,
@@ -323,12 +353,4 @@ class UserFacts:
             if new is not None:
                 for row, n in contribution(new, after).items():
                     delta[(tenant, *row)] += n
-        changed = sorted(k for k, v in delta.items() if v)
-        if not changed:
-            return
-        columns = [list(c) for c in zip(*changed, strict=True)]
-        await conn.execute(_ADD_COUNTS, *columns, [delta[k] for k in changed])
-        # Only a row that lost users can be back at zero.
-        lowered = [k for k in changed if delta[k] < 0]
-        if lowered:
-            await conn.execute(_DROP_ZEROS, *(list(c) for c in zip(*lowered, strict=True)))
+        await add_counts(conn, delta, add=_ADD_COUNTS, drop_zeros=_DROP_ZEROS)

@@ -122,6 +122,22 @@ def tally_missing_fields(rows: Iterable[EventRow]) -> list[MissingFields]:
     ]
 
 
+def missing_fields_of(counts: Iterable[tuple[str, str, int]]) -> list[MissingFields]:
+    """`tally_missing_fields` from (event, field, events) sums; field '' counts the events."""
+    events: dict[str, int] = {}
+    fields: dict[str, dict[str, int]] = defaultdict(dict)
+    for event, field, n in counts:
+        if field:
+            fields[event][field] = n
+        else:
+            events[event] = n
+    return [
+        MissingFields(name, events[name], dict(sorted(fields[name].items())))
+        for name in sorted(events)
+        if events[name]
+    ]
+
+
 def is_clock_skewed(received_at_us: int, sent_at_us: int) -> bool:
     """A request's sent_at (0: none) more than an hour away from its receive time."""
     return sent_at_us != 0 and abs(received_at_us - sent_at_us) > SKEW_LIMIT_US

@@ -37,14 +37,14 @@ Readings where the spec leaves a choice (each one what an analyst would expect):
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from northstar_metrics.domain.events import EventRow
 from northstar_metrics.domain.ratios import ratio
 from northstar_metrics.domain.signups import Signup
-from northstar_metrics.domain.time import day_start_us
+from northstar_metrics.domain.time import day_of, day_start_us
 
 SUBSCRIPTION_PREFIX = "subscription."
 PAYING_EVENTS = frozenset({"subscription.started", "subscription.changed"})
@@ -271,6 +271,46 @@ def daily_revenue(states: Sequence[SubscriptionState], first: date, last: date) 
     return days
 
 
+def mrr_steps(states: Sequence[SubscriptionState]) -> dict[date, tuple[int, int]]:
+    """One org's changes of (MRR, paying) at the end of each day; states in the order rule.
+
+    Summed over the orgs and over the days <= d they are (MRR(d), paying_orgs(d)): the
+    state at the end of d is the latest one with a timestamp on a day <= d.
+    """
+    steps: dict[date, list[int]] = defaultdict(lambda: [0, 0])
+    mrr = 0
+    for s in states:
+        if s.mrr != mrr:
+            step = steps[day_of(s.ts_us)]
+            step[0] += s.mrr - mrr
+            step[1] += (s.mrr > 0) - (mrr > 0)
+            mrr = s.mrr
+    return {d: (m, p) for d, (m, p) in steps.items() if m or p}
+
+
+def daily_revenue_of_steps(
+    steps: Iterable[tuple[date, int, int]], first: date, last: date
+) -> list[RevenueDay]:
+    """`daily_revenue` from the (day, MRR, paying) steps summed over orgs (up to `last`)."""
+    by_day: dict[date, tuple[int, int]] = {}
+    mrr = paying = 0
+    for day, m, p in steps:
+        if day < first:
+            mrr += m
+            paying += p
+        elif day <= last:
+            by_day[day] = (m, p)
+    days = []
+    day = first
+    while day <= last:
+        m, p = by_day.get(day, (0, 0))
+        mrr += m
+        paying += p
+        days.append(RevenueDay(day, mrr, paying, ratio(mrr, paying)))
+        day += timedelta(days=1)
+    return days
+
+
 def mrr_by_day(rows: list[EventRow], first: date, last: date) -> dict[date, int]:
     """MRR at the end of each day of [first, last], from a tenant's subscription events."""
     return {d.day: d.mrr for d in daily_revenue(subscription_states(rows), first, last)}
@@ -319,70 +359,133 @@ class MonthRevenue:
     channels: tuple[ChannelCac, ...]
 
 
-def _summarize(
-    facts: RevenueFacts,
-    month: date,
-    start: dict[str, int],
-    end: dict[str, int],
-    spend: Sequence[Spend],
-) -> MonthRevenue:
-    """One month from the paying orgs at its two ends and its counted spend."""
+@dataclass(frozen=True, slots=True)
+class Movements:
+    """A month's movements, each org compared at the month's two ends, summed over orgs.
+
+    `new_by_channel`: the new paying orgs per acquisition channel (orgs without one
+    are only in `new_orgs`).
+    """
+
+    new: int = 0
+    new_orgs: int = 0
+    expansion: int = 0
+    expansion_orgs: int = 0
+    contraction: int = 0
+    contraction_orgs: int = 0
+    churned: int = 0
+    churned_orgs: int = 0
+    new_by_channel: Mapping[str, int] = field(default_factory=dict)
+
+
+def movements(
+    start: Mapping[str, int], end: Mapping[str, int], acquisition: Mapping[str, str | None]
+) -> Movements:
+    """The movements between the paying orgs (org -> MRR) at a month's two ends."""
     new = expansion = contraction = churned = 0
-    new_orgs: list[str] = []
-    expansion_orgs = contraction_orgs = 0
+    new_orgs = expansion_orgs = contraction_orgs = churned_orgs = 0
+    by_channel: dict[str, int] = defaultdict(int)
     for org, mrr in end.items():
         before = start.get(org)
         if before is None:
             new += mrr
-            new_orgs.append(org)
+            new_orgs += 1
+            channel = acquisition.get(org)
+            if channel is not None:
+                by_channel[channel] += 1
         elif mrr > before:
             expansion += mrr - before
             expansion_orgs += 1
         elif mrr < before:
             contraction += before - mrr
             contraction_orgs += 1
-    churned_orgs = 0
     for org, mrr in start.items():
         if org not in end:
             churned += mrr
             churned_orgs += 1
-    mrr_start, mrr_end = sum(start.values()), sum(end.values())
+    return Movements(
+        new,
+        new_orgs,
+        expansion,
+        expansion_orgs,
+        contraction,
+        contraction_orgs,
+        churned,
+        churned_orgs,
+        dict(by_channel),
+    )
 
+
+def org_month_ends(states: Sequence[SubscriptionState]) -> dict[date, tuple[int, int]]:
+    """One org's (MRR at the start, MRR at the end) of each month in which they differ.
+
+    Only a month holding one of the org's states can differ; `states` in the order rule.
+    Summed over orgs these give every month's `Movements` (a start of 0 is a new org,
+    an end of 0 a churned one).
+    """
+    ends: dict[date, tuple[int, int]] = {}
+    mrr = 0
+    for s in states:
+        month = month_of(day_of(s.ts_us))
+        start = ends[month][0] if month in ends else mrr
+        ends[month] = (start, s.mrr)
+        mrr = s.mrr
+    return {m: e for m, e in ends.items() if e[0] != e[1]}
+
+
+@dataclass(frozen=True, slots=True)
+class MonthEnds:
+    """MRR and paying orgs at a month's start and at its end."""
+
+    mrr_start: int
+    paying_start: int
+    mrr_end: int
+    paying_end: int
+
+
+def summarize(
+    month: date,
+    ends: MonthEnds,
+    moves: Movements,
+    spend: Sequence[Spend],
+    signups: Mapping[date, MonthSignups],
+) -> MonthRevenue:
+    """One month from its two ends, its movements, its counted spend and the signups."""
     channel_spend: dict[str, int] = defaultdict(int)
     for s in spend:
         if s.channel is not None:
             channel_spend[s.channel] += s.amount
-    channel_new: dict[str, int] = defaultdict(int)
-    for org in new_orgs:
-        channel = facts.acquisition.get(org)
-        if channel is not None:
-            channel_new[channel] += 1
+    channel_new = moves.new_by_channel
     channels = tuple(
-        ChannelCac(c, channel_spend[c], channel_new[c], ratio(channel_spend[c], channel_new[c]))
+        ChannelCac(
+            c,
+            channel_spend[c],
+            channel_new.get(c, 0),
+            ratio(channel_spend[c], channel_new.get(c, 0)),
+        )
         for c in sorted(channel_spend.keys() | channel_new.keys())
     )
-
     total_spend = sum(s.amount for s in spend)
-    churn_rate = ratio(churned_orgs, len(start))
-    arpu_end = ratio(mrr_end, len(end))
+    churn_rate = ratio(moves.churned_orgs, ends.paying_start)
+    arpu_end = ratio(ends.mrr_end, ends.paying_end)
     ltv = None if arpu_end is None else ratio(arpu_end, churn_rate)
-    cac = ratio(total_spend, len(new_orgs))
-    this = facts.signups.get(month, MonthSignups())
-    previous = facts.signups.get(previous_month(month), MonthSignups())
+    cac = ratio(total_spend, moves.new_orgs)
+    this = signups.get(month, MonthSignups())
+    previous = signups.get(previous_month(month), MonthSignups())
     return MonthRevenue(
         month=month,
-        mrr_start=mrr_start,
-        mrr_end=mrr_end,
-        paying_start=len(start),
-        paying_end=len(end),
-        new=new,
-        new_orgs=len(new_orgs),
-        expansion=expansion,
-        expansion_orgs=expansion_orgs,
-        contraction=contraction,
-        contraction_orgs=contraction_orgs,
-        churned=churned,
-        churned_orgs=churned_orgs,
+        mrr_start=ends.mrr_start,
+        mrr_end=ends.mrr_end,
+        paying_start=ends.paying_start,
+        paying_end=ends.paying_end,
+        new=moves.new,
+        new_orgs=moves.new_orgs,
+        expansion=moves.expansion,
+        expansion_orgs=moves.expansion_orgs,
+        contraction=moves.contraction,
+        contraction_orgs=moves.contraction_orgs,
+        churned=moves.churned,
+        churned_orgs=moves.churned_orgs,
         churn_rate=churn_rate,
         arpu_end=arpu_end,
         ltv=ltv,
@@ -390,7 +493,7 @@ def _summarize(
         cac=cac,
         ltv_to_cac=None if ltv is None else ratio(ltv, cac),
         payback_months=None if cac is None else ratio(cac, arpu_end),
-        mrr_growth=ratio(mrr_end - mrr_start, mrr_start),
+        mrr_growth=ratio(ends.mrr_end - ends.mrr_start, ends.mrr_start),
         signups=this.signups,
         previous_signups=previous.signups,
         referral_signups=this.referral,
@@ -400,28 +503,26 @@ def _summarize(
     )
 
 
+def spend_by_month(spend: Iterable[Spend]) -> dict[date, list[Spend]]:
+    """The counted spend grouped by the month of its day."""
+    out: dict[date, list[Spend]] = defaultdict(list)
+    for s in spend:
+        out[month_of(s.day)].append(s)
+    return out
+
+
 def month_summaries(facts: RevenueFacts, months: Sequence[date]) -> list[MonthRevenue]:
     """A MonthRevenue per month (each given by its first day), in one pass over the states."""
     bounds = {m: (day_start_us(m), day_start_us(next_month(m))) for m in months}
     snapshots = paying_at(facts.states, (b for pair in bounds.values() for b in pair))
-    spend: dict[date, list[Spend]] = defaultdict(list)
-    for s in facts.spend:
-        spend[month_of(s.day)].append(s)
-    return [
-        _summarize(facts, m, snapshots[bounds[m][0]], snapshots[bounds[m][1]], spend[m])
-        for m in months
-    ]
-
-
-def new_paying_orgs(states: Sequence[SubscriptionState], months: Sequence[date]) -> set[str]:
-    """The orgs that are new paying orgs in at least one of the months."""
-    bounds = {m: (day_start_us(m), day_start_us(next_month(m))) for m in months}
-    snapshots = paying_at(states, (b for pair in bounds.values() for b in pair))
-    return {
-        org
-        for start, end in bounds.values()
-        for org in snapshots[end].keys() - snapshots[start].keys()
-    }
+    spend = spend_by_month(facts.spend)
+    out = []
+    for m in months:
+        start, end = snapshots[bounds[m][0]], snapshots[bounds[m][1]]
+        ends = MonthEnds(sum(start.values()), len(start), sum(end.values()), len(end))
+        moves = movements(start, end, facts.acquisition)
+        out.append(summarize(m, ends, moves, spend.get(m, []), facts.signups))
+    return out
 
 
 def month_summary(rows: list[EventRow], signups: dict[str, Signup], month: date) -> MonthRevenue:

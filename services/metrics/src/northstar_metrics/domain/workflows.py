@@ -116,6 +116,15 @@ def stats(tallies: Iterable[RunTally], start: date, first: date, last: date) -> 
             failed += t.failed
             if t.workflow_id is not None and t.successful + t.failed:
                 workflows.add(t.workflow_id)
+    return counted_stats(
+        start, first, last, successful=successful, failed=failed, active=len(workflows)
+    )
+
+
+def counted_stats(
+    start: date, first: date, last: date, *, successful: int, failed: int, active: int
+) -> WorkflowStats:
+    """The statistics of the days [first, last] from their counts."""
     runs = successful + failed
     return WorkflowStats(
         period_start=start,
@@ -125,9 +134,22 @@ def stats(tallies: Iterable[RunTally], start: date, first: date, last: date) -> 
         successful_runs=successful,
         failed_runs=failed,
         error_rate=ratio(failed, runs),
-        active_workflows=len(workflows),
-        runs_per_active_workflow=ratio(runs, len(workflows)),
+        active_workflows=active,
+        runs_per_active_workflow=ratio(runs, active),
     )
+
+
+def clipped_periods(
+    first: date, last: date, granularity: Granularity
+) -> list[tuple[date, date, date]]:
+    """(period start, first day, last day) of every period overlapping [first, last], clipped."""
+    out = []
+    start = period_start(first, granularity)
+    while start <= last:
+        following = next_period(start, granularity)
+        out.append((start, max(start, first), min(following - timedelta(days=1), last)))
+        start = following
+    return out
 
 
 def periods(
@@ -138,14 +160,10 @@ def periods(
     for t in tallies:
         if first <= t.day <= last:
             by_period.setdefault(period_start(t.day, granularity), []).append(t)
-    out = []
-    start = period_start(first, granularity)
-    while start <= last:
-        following = next_period(start, granularity)
-        clipped = (max(start, first), min(following - timedelta(days=1), last))
-        out.append(stats(by_period.get(start, ()), start, *clipped))
-        start = following
-    return out
+    return [
+        stats(by_period.get(start, ()), start, a, b)
+        for start, a, b in clipped_periods(first, last, granularity)
+    ]
 
 
 def daily_runs(rows: list[EventRow], first: date, last: date) -> dict[date, tuple[int, int]]:

@@ -16,8 +16,6 @@ from northstar_metrics.domain.activation import (
 from northstar_metrics.domain.workflows import (
     Granularity,
     WorkflowStats,
-    periods,
-    stats,
 )
 from northstar_metrics.entrypoints.deps import MetricsDeps
 from northstar_metrics.entrypoints.validation import date_range
@@ -133,11 +131,9 @@ class ActivationRpcs:
                     FieldViolation("granularity", "must be one of the WorkflowsGranularity values")
                 ],
             )
-        tallies, position = await ActivationStore(self.deps.pool).run_tallies(
-            current_principal().tenant, first, last
+        by_period, total, position = await ActivationStore(self.deps.pool).workflow_stats(
+            current_principal().tenant, first, last, granularity
         )
         return activation_pb2.WorkflowsResponse(
-            periods=[_period(p) for p in periods(tallies, first, last, granularity)],
-            total=_period(stats(tallies, first, first, last)),
-            log_position=position,
+            periods=[_period(p) for p in by_period], total=_period(total), log_position=position
         )

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 import grpc
 
 from northstar.metrics.v1 import kpis_pb2
+from northstar_metrics.adapters.activation_store import ActivationStore
 from northstar_metrics.adapters.kpi_config import KpiConfigStore, config_to_proto
-from northstar_metrics.domain.events import EventRow
-from northstar_metrics.domain.kpi_values import kpi_values
+from northstar_metrics.adapters.retention_store import RetentionStore
+from northstar_metrics.adapters.revenue_store import RevenueStore
+from northstar_metrics.domain.kpi_values import KpiCounts, KpiWindows, kpi_values_of
 from northstar_metrics.domain.kpis import (
     DEFAULT_KPIS,
     KPI_NAMES,
@@ -19,11 +22,9 @@ from northstar_metrics.domain.kpis import (
     KpiDefinition,
     State,
     Status,
-    last_complete_month,
     scorecard,
 )
-from northstar_metrics.domain.signups import signups
-from northstar_metrics.domain.time import day_start_us, iso_day
+from northstar_metrics.domain.time import iso_day
 from northstar_metrics.entrypoints.deps import MetricsDeps
 from northstar_runtime.errors import FieldViolation, InvalidArgument
 from northstar_runtime.grpc_server import current_principal
@@ -121,8 +122,10 @@ class KpiRpcs:
         tenant = current_principal().tenant
         definitions, version = await KpiConfigStore(self.deps.log).get(tenant)
         position = await self.deps.events.position()
-        rows, user_days = await self._kpi_inputs(tenant, as_of)
-        card = scorecard(definitions, kpi_values(as_of, rows, user_days))
+        windows = KpiWindows.as_of(as_of)
+        card = scorecard(
+            definitions, kpi_values_of(windows, await self._kpi_counts(tenant, windows))
+        )
         response = kpis_pb2.KpisResponse(
             as_of_date=as_of.isoformat(),
             status=_STATUS[card.status],
@@ -160,44 +163,28 @@ class KpiRpcs:
             )
         return response
 
-    async def _kpi_inputs(
-        self, tenant: str, as_of: date
-    ) -> tuple[list[EventRow], dict[str, list[date]]]:
-        """Only the events and activity the KPI windows can touch, not the tenant's history.
+    async def _kpi_counts(self, tenant: str, windows: KpiWindows) -> KpiCounts:
+        """The KPIs' counts from the read models, each sized by its window, not the history.
 
-        Signups: all (a user's signup is its earliest). Stage events: from the oldest
-        signup window's first day to the day before `as_of` (activation ends 7 days
-        after a signup at most `as_of - 8`). Subscriptions: all history to the end of
-        the last complete month (states carry over). Spend: that month. Activity: the
-        users who signed up in the windows, over the windows.
+        The same numbers as domain/kpi_values.py `kpi_values` over every event: D7 / D30
+        from `cohort_counts`, activation from `user_facts`, the month from the revenue
+        read models (the Revenue query's month).
         """
-        events = self.deps.events
-        oldest = as_of - timedelta(days=60)
-        month = last_complete_month(as_of)
-        signups_rows = await events.events(tenant, names=["user.signup"])
-        stages = await events.events(
-            tenant,
-            names=["integration.connected", "workflow.created", "workflow.run"],
-            since_us=day_start_us(oldest),
-            until_us=day_start_us(as_of),
+        pool = self.deps.pool
+        retention, activation = RetentionStore(pool), ActivationStore(pool)
+        d7, d30, (signups, activated, fast), ((month, *_), _, _) = await asyncio.gather(
+            retention.day_retention(tenant, *windows.recent, 7),
+            retention.day_retention(tenant, *windows.older, 30),
+            activation.counts(tenant, *windows.recent),
+            RevenueStore(pool).months(tenant, [windows.month]),
         )
-        # Every subscription.* name counts for revenue, as in the Revenue query.
-        subscriptions = await events.event_names(tenant, prefix="subscription.")
-        billing = (
-            await events.events(tenant, names=subscriptions, until_us=day_start_us(as_of))
-            if subscriptions
-            else []
+        return KpiCounts(
+            d7_retention=d7,
+            activation=(activated, signups),
+            d30_retention=d30,
+            fast_activation=(fast, signups),
+            month=month,
         )
-        spend = await events.events(
-            tenant,
-            names=["marketing.spend"],
-            since_us=day_start_us(month),
-            until_us=day_start_us(as_of),
-        )
-        rows = [*signups_rows, *stages, *billing, *spend]
-        in_windows = [s.user_id for s in signups(signups_rows).values() if oldest <= s.day < as_of]
-        user_days = await events.user_days(tenant, in_windows) if in_windows else {}
-        return rows, user_days
 
     async def GetKpiConfig(  # noqa: N802 - gRPC method name
         self, request: kpis_pb2.GetKpiConfigRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -41,7 +41,7 @@ class QualityRpcs:
         )
         now_us = time.time_ns() // 1_000
         rejections = quality.tally_rejections(facts.requests)
-        incomplete = quality.tally_missing_fields(facts.incomplete_candidates)
+        incomplete = facts.missing_fields
         bots = quality.suspected_bots(facts.heavy_users)
         counts = quality.QualityCounts(
             accepted=facts.accepted,

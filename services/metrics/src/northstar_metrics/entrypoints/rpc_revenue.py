@@ -17,8 +17,6 @@ from northstar_metrics.adapters.revenue_store import RevenueStore
 from northstar_metrics.domain.revenue import (
     MonthRevenue,
     RevenueDay,
-    daily_revenue,
-    month_summaries,
     months_overlapping,
 )
 from northstar_metrics.entrypoints.deps import MetricsDeps
@@ -88,8 +86,10 @@ class RevenueRpcs:
         first, last = date_range(request.from_date, request.to_date)
         tenant = current_principal().tenant
         months = months_overlapping(first, last)
-        facts, position = await RevenueStore(self.deps.pool).facts(tenant, months)
+        summaries, days, position = await RevenueStore(self.deps.pool).months(
+            tenant, months, (first, last)
+        )
         response = revenue_pb2.RevenueResponse(log_position=position)
-        response.days.extend(_day_message(d) for d in daily_revenue(facts.states, first, last))
-        response.months.extend(_month_message(m) for m in month_summaries(facts, months))
+        response.days.extend(_day_message(d) for d in days)
+        response.months.extend(_month_message(m) for m in summaries)
         return response
