@@ -86,6 +86,8 @@ CREATE TABLE IF NOT EXISTS projection_checkpoints (
     position bigint NOT NULL,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+-- The projection's version its rows were built by (Projection.version).
+ALTER TABLE projection_checkpoints ADD COLUMN IF NOT EXISTS version integer NOT NULL DEFAULT 1;
 CREATE TABLE IF NOT EXISTS dead_letters (
     projection text NOT NULL,
     position bigint NOT NULL,
@@ -119,7 +121,13 @@ class LogEntry:
 
 
 class Projection(Protocol):
-    """A read model derived from the log."""
+    """A read model derived from the log.
+
+    A projection may declare `version: int` (1 when absent). Raise it whenever what the
+    projection keeps changes so that rows already built are incomplete (a new table, a new
+    column filled from the events): the active projector then empties the read model and
+    replays the whole log once, instead of leaving old data without the new rows.
+    """
 
     name: str
 
@@ -220,6 +228,7 @@ class Projector:
                     try:
                         self.status.active = True
                         log.info("projector active", projection=self.name)
+                        await self._rebuild_if_outdated()
                         # A new deployment is how a fix arrives: the active replica tries
                         # what earlier versions parked, once, before going on with the log.
                         await self.replay_dead_letters()
@@ -379,6 +388,46 @@ class Projector:
             self.status.applied += len(fresh)
             _applied.add(len(fresh), {"projection": self.name})
 
+    @property
+    def version(self) -> int:
+        """The version of the projection's code (Projection.version, default 1)."""
+        return int(getattr(self._projection, "version", 1))
+
+    async def _rebuild_if_outdated(self) -> None:
+        """A read model built by another version of the projection is emptied and rebuilt.
+
+        Runs on the active replica only, before it consumes. Entries parked by the
+        older version are marked replayed: the replay from the start meets them again.
+        """
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT position, version FROM projection_checkpoints"
+                " WHERE projection = $1 FOR UPDATE",
+                self.name,
+            )
+            if row is None or row["version"] == self.version:
+                return
+            log.warning(
+                "projection version changed; rebuilding the read model from the log",
+                projection=self.name,
+                built_by=row["version"],
+                version=self.version,
+                position=row["position"],
+            )
+            await self._projection.reset(conn)
+            await conn.execute(
+                "UPDATE projection_checkpoints SET position = 0, version = $2, updated_at = now()"
+                " WHERE projection = $1",
+                self.name,
+                self.version,
+            )
+            await conn.execute(
+                "UPDATE dead_letters SET replayed_at = now()"
+                " WHERE projection = $1 AND replayed_at IS NULL",
+                self.name,
+            )
+        self.status.position = 0
+
     async def _lock_checkpoint(self, conn: Connection) -> int:
         value = await conn.fetchval(
             "SELECT position FROM projection_checkpoints WHERE projection = $1 FOR UPDATE",
@@ -388,11 +437,12 @@ class Projector:
 
     async def _save_checkpoint(self, conn: Connection, position: int) -> None:
         await conn.execute(
-            "INSERT INTO projection_checkpoints (projection, position) VALUES ($1, $2)"
-            " ON CONFLICT (projection) DO UPDATE"
+            "INSERT INTO projection_checkpoints (projection, position, version)"
+            " VALUES ($1, $2, $3) ON CONFLICT (projection) DO UPDATE"
             " SET position = excluded.position, updated_at = now()",
             self.name,
             position,
+            self.version,
         )
 
     async def _park(self, entry: LogEntry, error: Exception) -> None:

@@ -184,6 +184,45 @@ async def test_reset_replays_the_whole_log_to_the_same_state(rig: Rig) -> None:
     assert await rig.rows() == before
 
 
+class TallyV2(Tally):
+    """The next version of Tally: it keeps something more (a marked copy of each payload)."""
+
+    version = 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.applied = 0
+
+    async def apply(self, conn: Connection, entries: Sequence[LogEntry]) -> None:
+        self.applied += len(entries)
+        for e in entries:
+            await conn.execute(
+                "INSERT INTO tally (seq, data) VALUES ($1, $2)", e.seq, e.data + b"!"
+            )
+
+
+async def test_a_new_projection_version_rebuilds_its_read_model_once(rig: Rig) -> None:
+    await rig.publish(payloads(25))
+    old = rig.projector(Tally())
+    async with running(old):
+        await assert_eventually(lambda: old.status.position == 25)
+    # Deployed: the new version empties the read model and replays the whole log.
+    new = TallyV2()
+    upgraded = rig.projector(new)
+    async with running(upgraded):
+        await assert_eventually(lambda: upgraded.status.position == 25 and new.applied == 25)
+    assert await rig.rows() == [p + b"!" for p in payloads(25)]
+    assert await rig.pool.fetchval("SELECT version FROM projection_checkpoints") == 2
+    # Restarted at the same version: it resumes, it does not rebuild again.
+    await rig.publish(payloads(3, prefix="late"))
+    again = TallyV2()
+    restarted = rig.projector(again)
+    async with running(restarted):
+        await assert_eventually(lambda: restarted.status.position == 28)
+    assert again.applied == 3
+    assert len(await rig.rows()) == 28
+
+
 async def test_only_one_replica_applies_at_a_time(rig: Rig) -> None:
     await rig.publish(payloads(40))
     a, b = rig.projector(Tally()), rig.projector(Tally())

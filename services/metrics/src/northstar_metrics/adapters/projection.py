@@ -86,6 +86,10 @@ class ActivityProjection:
     """Dedup, user and org activity days, and the active-users difference arrays."""
 
     name = "activity"
+    # Raised when the rows it keeps change, so that a deployed database is rebuilt from the
+    # log once (Projection.version). 2: the revenue, workflow-span and quality read models
+    # (migrations 0007-0009) start empty and need every past event.
+    version = 2
 
     async def apply(self, conn: Connection, entries: Sequence[LogEntry]) -> None:
         """Apply a batch of EventBatch entries, exactly once in effect."""
