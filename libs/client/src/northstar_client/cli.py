@@ -49,7 +49,7 @@ from northstar.metrics.v1 import (
     trend_pb2,
 )
 from northstar_client.clients import ExperimentsClient, IngestClient, MetricsClient
-from northstar_client.config import ClientConfig, ConfigError
+from northstar_client.config import ENDPOINTS, ClientConfig, ConfigError
 from northstar_client.demo import DemoShape, generate_demo, load_demo
 from northstar_client.errors import NorthstarClientError, RpcError
 from northstar_client.events import Event
@@ -139,6 +139,12 @@ def main(
             " [env: NORTHSTAR_EXPERIMENTS_ENDPOINT]"
         ),
     ] = None,
+    alerts_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            help="Alerts HOST:PORT (default 127.0.0.1:50054). [env: NORTHSTAR_ALERTS_ENDPOINT]"
+        ),
+    ] = None,
     api_key: Annotated[
         str | None,
         typer.Option(
@@ -187,13 +193,12 @@ def main(
     try:
         config = ClientConfig.from_env(profile=profile, config_file=config_file)
         if endpoint:
-            config = config.with_overrides(
-                ingest_endpoint=endpoint, metrics_endpoint=endpoint, experiments_endpoint=endpoint
-            )
+            config = config.with_overrides(**dict.fromkeys(ENDPOINTS, endpoint))
         config = config.with_overrides(
             ingest_endpoint=ingest_endpoint,
             metrics_endpoint=metrics_endpoint,
             experiments_endpoint=experiments_endpoint,
+            alerts_endpoint=alerts_endpoint,
             api_key=api_key,
             tls=tls if tls is not None else (True if ca_file else None),
             ca_file=ca_file,
