@@ -1,4 +1,5 @@
-"""`northstar`: track and import events, load a demo, and query every metric."""
+"""`northstar`: track and import events, load a demo, query every metric, run experiments and
+manage alerts."""
 
 # Typer reads a command's options from its parameters, so commands take many of them.
 # ruff: noqa: PLR0917
