@@ -62,6 +62,7 @@ class Suite:
     hosts: list[Any] = field(default_factory=list)
     experiments_address: str = ""
     alerts_address: str = ""
+    alerts_settings: dict[str, Any] = field(default_factory=dict)
 
     def config(self, **changes: Any) -> ClientConfig:
         return ClientConfig(
@@ -86,6 +87,14 @@ class Suite:
             "NORTHSTAR_ENDPOINT": "",
             "COLUMNS": "200",
         }
+
+    def start_alerts(self, **overrides: Any) -> str:
+        """An alerts host on the suite's namespace (stopped with the suite); its address."""
+        settings = AlertsSettings(**{**self.alerts_settings, **overrides})
+        host = build_alerts(settings, configure_process=False)
+        port = self.loop.run(host.start())
+        self.hosts.insert(0, host)
+        return f"127.0.0.1:{port}"
 
     def event_count(self, event: str = "", day: str | None = None) -> float:
         """Events of the tenant today (or on `day`), as the metrics read model sees them."""
@@ -119,30 +128,27 @@ def _start(nats_url: str, database_url: str, namespace: str, loop: LoopThread) -
         ingest_port = await ingest.start()
         metrics_port = await metrics.start()
         experiments_port = await experiments.start()
-        # Alerts answers every RPC; no scheduled evaluation or default rules, so a test
-        # sees only the rules and alerts it made. TestRule reads the suite's metrics.
-        alerts = build_alerts(
-            AlertsSettings(
-                **common,
-                alerts_evaluator_enabled=False,
-                alerts_default_rules=False,
-                metrics_service_address=f"127.0.0.1:{metrics_port}",
-                metrics_service_api_key=SERVICE_KEY,
-            ),
-            configure_process=False,
-        )
-        alerts_port = await alerts.start()
         return Suite(
             f"127.0.0.1:{ingest_port}",
             f"127.0.0.1:{metrics_port}",
             namespace,
             loop,
-            [alerts, experiments, metrics, ingest],
+            [experiments, metrics, ingest],
             f"127.0.0.1:{experiments_port}",
-            f"127.0.0.1:{alerts_port}",
         )
 
-    return loop.run(start())
+    suite = loop.run(start())
+    # Alerts answers every RPC; no scheduled evaluation or default rules, so a test sees
+    # only the rules and alerts it made. TestRule reads the suite's metrics.
+    suite.alerts_settings = {
+        **common,
+        "alerts_evaluator_enabled": False,
+        "alerts_default_rules": False,
+        "metrics_service_address": suite.metrics_address,
+        "metrics_service_api_key": SERVICE_KEY,
+    }
+    suite.alerts_address = suite.start_alerts()
+    return suite
 
 
 @pytest.fixture(scope="module")
