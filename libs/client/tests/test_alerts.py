@@ -206,6 +206,9 @@ def test_cli_bad_rule_files(suite, tmp_path: Path) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text("rule_id: [unclosed\n")
     assert "neither JSON nor YAML" in cli(suite, "rules", "create", str(broken), code=2)
+    truncated = tmp_path / "truncated.json"
+    truncated.write_text('{"rule_id": "x",')
+    assert "is not JSON: " in cli(suite, "rules", "create", str(truncated), code=2)
     assert "cannot read" in cli(suite, "rules", "create", str(tmp_path / "none.yaml"), code=2)
     assert "INVALID_ARGUMENT" in cli(suite, "test", "--file", str(invalid), code=1)
 

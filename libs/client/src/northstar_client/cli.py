@@ -1575,9 +1575,9 @@ def _read_rule(source: str) -> al.Rule:
         _fail(f"cannot read {name}: {e.strerror or e}", 2)
     try:
         data = json.loads(text)
-    except ValueError:
+    except ValueError as e:
         if source.endswith(".json"):
-            _fail(f"{name} is not JSON", 2)
+            _fail(f"{name} is not JSON: {e}", 2)
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as e:
