@@ -16,6 +16,8 @@ import pytest
 
 from northstar.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from northstar.metrics.v1 import trend_pb2
+from northstar_alerts.bootstrap import build_host as build_alerts
+from northstar_alerts.settings import AlertsSettings
 from northstar_client import ClientConfig, MetricsClient, RetryPolicy
 from northstar_experiments.bootstrap import build_host as build_experiments
 from northstar_experiments.settings import ExperimentsSettings
@@ -27,7 +29,8 @@ from northstar_metrics.bootstrap import build_host as build_metrics
 from northstar_metrics.settings import MetricsSettings
 
 KEY = "client-test-key-0123456789"
-API_KEYS = f"acme:admin:{KEY}"
+SERVICE_KEY = "client-test-service-key-0123"
+API_KEYS = f"acme:admin:{KEY},northstar:service:{SERVICE_KEY}"
 T = TypeVar("T")
 
 
@@ -58,12 +61,15 @@ class Suite:
     loop: LoopThread
     hosts: list[Any] = field(default_factory=list)
     experiments_address: str = ""
+    alerts_address: str = ""
+    alerts_settings: dict[str, Any] = field(default_factory=dict)
 
     def config(self, **changes: Any) -> ClientConfig:
         return ClientConfig(
             ingest_endpoint=changes.pop("ingest_endpoint", self.ingest_address),
             metrics_endpoint=self.metrics_address,
             experiments_endpoint=self.experiments_address,
+            alerts_endpoint=self.alerts_address,
             api_key=KEY,
             **changes,
         )
@@ -74,12 +80,21 @@ class Suite:
             "NORTHSTAR_INGEST_ENDPOINT": self.ingest_address,
             "NORTHSTAR_METRICS_ENDPOINT": self.metrics_address,
             "NORTHSTAR_EXPERIMENTS_ENDPOINT": self.experiments_address,
+            "NORTHSTAR_ALERTS_ENDPOINT": self.alerts_address,
             "NORTHSTAR_API_KEY": KEY,
             "NORTHSTAR_CONFIG": "",
             "NORTHSTAR_PROFILE": "",
             "NORTHSTAR_ENDPOINT": "",
             "COLUMNS": "200",
         }
+
+    def start_alerts(self, **overrides: Any) -> str:
+        """An alerts host on the suite's namespace (stopped with the suite); its address."""
+        settings = AlertsSettings(**{**self.alerts_settings, **overrides})
+        host = build_alerts(settings, configure_process=False)
+        port = self.loop.run(host.start())
+        self.hosts.insert(0, host)
+        return f"127.0.0.1:{port}"
 
     def event_count(self, event: str = "", day: str | None = None) -> float:
         """Events of the tenant today (or on `day`), as the metrics read model sees them."""
@@ -122,12 +137,23 @@ def _start(nats_url: str, database_url: str, namespace: str, loop: LoopThread) -
             f"127.0.0.1:{experiments_port}",
         )
 
-    return loop.run(start())
+    suite = loop.run(start())
+    # Alerts answers every RPC; no scheduled evaluation or default rules, so a test sees
+    # only the rules and alerts it made. TestRule reads the suite's metrics.
+    suite.alerts_settings = {
+        **common,
+        "alerts_evaluator_enabled": False,
+        "alerts_default_rules": False,
+        "metrics_service_address": suite.metrics_address,
+        "metrics_service_api_key": SERVICE_KEY,
+    }
+    suite.alerts_address = suite.start_alerts()
+    return suite
 
 
 @pytest.fixture(scope="module")
 def suite(nats_url: str, database_url: str) -> Iterator[Suite]:
-    """Ingest, metrics and experiments on a namespace of their own, for one module's tests."""
+    """Ingest, metrics, experiments and alerts on a namespace of their own, per test module."""
     namespace = new_namespace()
     loop = LoopThread()
     running = _start(nats_url, database_url, namespace, loop)

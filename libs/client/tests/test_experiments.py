@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 
 import grpc
 import pytest
@@ -13,7 +12,6 @@ from typer.testing import CliRunner
 from northstar.experiments.v1 import experiments_pb2 as xp
 from northstar_client import (
     AsyncExperimentsClient,
-    ClientConfig,
     Event,
     ExperimentsClient,
     IngestClient,
@@ -294,18 +292,3 @@ def test_every_experiments_command_has_help_with_examples() -> None:
         assert result.exit_code == 0 and "Examples" in result.output, command
     top = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
     assert "experiments" in top.output and "--experiments-endpoint" in top.output
-
-
-def test_experiments_endpoint_settings(tmp_path: Path) -> None:
-    assert ClientConfig().experiments_endpoint == "127.0.0.1:50053"
-    env = {"NORTHSTAR_EXPERIMENTS_ENDPOINT": "exp.internal:7000", "NORTHSTAR_API_KEY": "k"}
-    assert ClientConfig.from_env(env, cwd=tmp_path).experiments_endpoint == "exp.internal:7000"
-    config = tmp_path / "config.toml"
-    config.write_text(
-        '[profiles.a]\nexperiments_endpoint = "exp.a:1"\n'
-        '[profiles.gw]\nendpoint = "gw.example.com:443"\n'
-    )
-    a = ClientConfig.from_env({}, profile="a", config_file=config, cwd=tmp_path)
-    assert a.experiments_endpoint == "exp.a:1" and a.ingest_endpoint == "127.0.0.1:50051"
-    gw = ClientConfig.from_env({}, profile="gw", config_file=config, cwd=tmp_path)
-    assert gw.experiments_endpoint == gw.metrics_endpoint == "gw.example.com:443"

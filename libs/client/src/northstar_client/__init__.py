@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from northstar_client.clients import (
+    AlertsClient,
+    AsyncAlertsClient,
     AsyncExperimentsClient,
     AsyncIngestClient,
     AsyncMetricsClient,
@@ -16,6 +18,8 @@ from northstar_client.events import Event, new_event_id
 from northstar_client.tracker import Tracker, TrackerStats
 
 __all__ = [
+    "AlertsClient",
+    "AsyncAlertsClient",
     "AsyncExperimentsClient",
     "AsyncIngestClient",
     "AsyncMetricsClient",

@@ -1,4 +1,5 @@
-"""`northstar`: track and import events, load a demo, and query every metric."""
+"""`northstar`: track and import events, load a demo, query every metric, run experiments and
+manage alerts."""
 
 # Typer reads a command's options from its parameters, so commands take many of them.
 # ruff: noqa: PLR0917
@@ -6,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import sys
 import time
@@ -18,7 +20,8 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import grpc
 import typer
-from google.protobuf import struct_pb2
+import yaml
+from google.protobuf import json_format, struct_pb2
 from google.protobuf.message import Message
 from rich.console import Console
 from rich.progress import (
@@ -34,6 +37,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from northstar.alerts.v1 import alerts_pb2 as al
 from northstar.experiments.v1 import experiments_pb2 as xp
 from northstar.ingest.v1 import ingest_pb2
 from northstar.metrics.v1 import (
@@ -48,8 +52,8 @@ from northstar.metrics.v1 import (
     series_pb2,
     trend_pb2,
 )
-from northstar_client.clients import ExperimentsClient, IngestClient, MetricsClient
-from northstar_client.config import ClientConfig, ConfigError
+from northstar_client.clients import AlertsClient, ExperimentsClient, IngestClient, MetricsClient
+from northstar_client.config import ENDPOINTS, ClientConfig, ConfigError
 from northstar_client.demo import DemoShape, generate_demo, load_demo
 from northstar_client.errors import NorthstarClientError, RpcError
 from northstar_client.events import Event
@@ -63,7 +67,7 @@ app = typer.Typer(
     name="northstar",
     help=(
         "Northstar from the command line: send events, import files, load a demo data set,"
-        " query every metric and run experiments.\n\n"
+        " query every metric, run experiments and manage alerts.\n\n"
         "Examples:\n\n"
         "  northstar demo\n\n"
         "  northstar kpis\n\n"
@@ -139,6 +143,12 @@ def main(
             " [env: NORTHSTAR_EXPERIMENTS_ENDPOINT]"
         ),
     ] = None,
+    alerts_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            help="Alerts HOST:PORT (default 127.0.0.1:50054). [env: NORTHSTAR_ALERTS_ENDPOINT]"
+        ),
+    ] = None,
     api_key: Annotated[
         str | None,
         typer.Option(
@@ -187,13 +197,12 @@ def main(
     try:
         config = ClientConfig.from_env(profile=profile, config_file=config_file)
         if endpoint:
-            config = config.with_overrides(
-                ingest_endpoint=endpoint, metrics_endpoint=endpoint, experiments_endpoint=endpoint
-            )
+            config = config.with_overrides(**dict.fromkeys(ENDPOINTS, endpoint))
         config = config.with_overrides(
             ingest_endpoint=ingest_endpoint,
             metrics_endpoint=metrics_endpoint,
             experiments_endpoint=experiments_endpoint,
+            alerts_endpoint=alerts_endpoint,
             api_key=api_key,
             tls=tls if tls is not None else (True if ca_file else None),
             ca_file=ca_file,
@@ -223,6 +232,21 @@ def _day(text: str, option: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         _fail(f"{option} must be a day as YYYY-MM-DD, got {text!r}", 2)
+
+
+C = TypeVar("C", ExperimentsClient, AlertsClient)
+R = TypeVar("R")
+
+
+def _with_client(
+    ctx: typer.Context, client_type: Callable[[ClientConfig], C], call: Callable[[C], R]
+) -> R:
+    """Call a service through a client; a failed call is one line with its status, exit 1."""
+    try:
+        with client_type(_config(ctx)) as client:
+            return call(client)
+    except (RpcError, ConfigError) as e:
+        _fail(str(e))
 
 
 def _query(ctx: typer.Context, method: str, request: Message | None, json_output: bool) -> None:
@@ -783,14 +807,23 @@ def workflows(
     _query(ctx, "workflows", request, json_output)
 
 
-def _duration(text: str) -> int:
+def _duration(text: str, option: str = "--window") -> int:
     units = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
     try:
         if text[-1:] in units:
             return int(float(text[:-1]) * units[text[-1]])
         return int(text)
     except ValueError:
-        _fail(f"--window takes seconds or a duration like 30m, 12h, 7d; got {text!r}", 2)
+        _fail(f"{option} takes seconds or a duration like 30m, 12h, 7d; got {text!r}", 2)
+
+
+def _instant(text: str, option: str) -> datetime:
+    """An ISO 8601 time (Z allowed); without an offset, UTC."""
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        _fail(f"{option} must be ISO 8601, got {text!r}", 2)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _matcher(step: str) -> filters_pb2.EventMatcher:
@@ -1104,8 +1137,6 @@ def data_quality(
 
 # ----------------------------------------------------------------------- experiments
 
-R = TypeVar("R")
-
 
 class ExperimentStatusName(StrEnum):
     """Statuses `experiments list --status` filters on."""
@@ -1135,11 +1166,7 @@ VersionOpt = Annotated[
 
 
 def _experiments_call(ctx: typer.Context, call: Callable[[ExperimentsClient], R]) -> R:
-    try:
-        with ExperimentsClient(_config(ctx)) as client:
-            return call(client)
-    except (RpcError, ConfigError) as e:
-        _fail(str(e))
+    return _with_client(ctx, ExperimentsClient, call)
 
 
 def _versioned(
@@ -1475,14 +1502,391 @@ def experiments_results(
         sequential=sequential,
     )
     if as_of:
-        try:
-            when = datetime.fromisoformat(as_of.replace("Z", "+00:00"))
-        except ValueError:
-            _fail(f"--as-of must be ISO 8601, got {as_of!r}", 2)
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        request.as_of_us = int(when.timestamp() * 1_000_000)
+        request.as_of_us = int(_instant(as_of, "--as-of").timestamp() * 1_000_000)
     answer = _experiments_call(ctx, lambda c: c.get_results(request))
+    print_answer(out, answer, json_output=json_output)
+
+
+# ---------------------------------------------------------------------------- alerts
+
+alerts_app = typer.Typer(
+    help=(
+        "Alert rules, the alerts they raise, silences and notifications.\n\n"
+        "Examples:\n\n"
+        "  northstar alerts rules create dau-low.yaml\n\n"
+        "  northstar alerts list\n\n"
+        "  northstar alerts ack dau-low --severity critical --comment 'on it'\n\n"
+        "  northstar alerts silences create --match team=growth --ends-in 2h"
+        " --reason 'planned migration'"
+    ),
+    no_args_is_help=True,
+)
+app.add_typer(alerts_app, name="alerts")
+rules_app = typer.Typer(
+    help="List, show, create, update and delete alert rules.", no_args_is_help=True
+)
+alerts_app.add_typer(rules_app, name="rules")
+silences_app = typer.Typer(
+    help="Mute the notifications of matching alerts for a while.", no_args_is_help=True
+)
+alerts_app.add_typer(silences_app, name="silences")
+
+RuleArg = Annotated[str, typer.Argument(help="The rule's id.")]
+RuleFileArg = Annotated[
+    str,
+    typer.Argument(help="A JSON or YAML file with the rule in the proto's JSON form; - : stdin."),
+]
+RuleVersionOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--expected-version",
+        help="The version the change is made against (default: the current one).",
+    ),
+]
+
+
+class SeverityName(StrEnum):
+    """Alert severities."""
+
+    warning = "warning"
+    critical = "critical"
+
+
+_SEVERITIES = {
+    SeverityName.warning: al.SEVERITY_WARNING,
+    SeverityName.critical: al.SEVERITY_CRITICAL,
+}
+
+
+def _alerts_call(ctx: typer.Context, call: Callable[[AlertsClient], R]) -> R:
+    return _with_client(ctx, AlertsClient, call)
+
+
+def _read_rule(source: str) -> al.Rule:
+    """A rule from a JSON or YAML file (`-`: stdin), in the proto's JSON form.
+
+    The answer of `rules get --json` (the rule under "rule", with its "version") is read
+    too, so a rule can be fetched, edited and sent back.
+    """
+    name = "stdin" if source == "-" else source
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text()
+    except OSError as e:
+        _fail(f"cannot read {name}: {e.strerror or e}", 2)
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        if source.endswith(".json"):
+            _fail(f"{name} is not JSON: {e}", 2)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            _fail(f"{name} is neither JSON nor YAML: {e}", 2)
+    if isinstance(data, dict) and "rule" in data and set(data) <= {"rule", "version"}:
+        data = data["rule"]
+    if not isinstance(data, dict):
+        _fail(f"{name} must hold one rule, as a JSON or YAML object", 2)
+    try:
+        return json_format.ParseDict(data, al.Rule())
+    except json_format.ParseError as e:
+        _fail(f"{name}: {e}", 2)
+
+
+@rules_app.command("list")
+def alerts_rules_list(ctx: typer.Context, json_output: JsonOpt = False) -> None:
+    """The tenant's rules with their conditions and versions, by id.
+
+    Examples:
+
+        northstar alerts rules list
+
+        northstar alerts rules list --json
+    """
+    print_answer(out, _alerts_call(ctx, lambda c: c.list_rules()), json_output=json_output)
+
+
+@rules_app.command("get")
+def alerts_rules_get(ctx: typer.Context, rule_id: RuleArg, json_output: JsonOpt = False) -> None:
+    """One rule and its version; `--json` prints it in the form `create`/`update` read.
+
+    Examples:
+
+        northstar alerts rules get dau-low
+
+        northstar alerts rules get dau-low --json > dau-low.json
+    """
+    print_answer(out, _alerts_call(ctx, lambda c: c.get_rule(rule_id)), json_output=json_output)
+
+
+@rules_app.command("create")
+def alerts_rules_create(
+    ctx: typer.Context, file: RuleFileArg = "-", json_output: JsonOpt = False
+) -> None:
+    """Define a rule from a file or stdin (needs an admin key); prints its version.
+
+    A rule in YAML:
+
+        rule_id: dau-low
+        name: DAU low
+        series: {kind: SERIES_KIND_METRIC, name: dau}
+        threshold: {comparator: COMPARATOR_LESS, warning: 100, critical: 50}
+        for_seconds: 600
+        labels: {team: growth}
+        channels: {webhooks: ["https://hooks.example.com/northstar"]}
+
+    Examples:
+
+        northstar alerts rules create dau-low.yaml
+
+        cat dau-low.json | northstar alerts rules create -
+    """
+    rule = _read_rule(file)
+    answer = _alerts_call(ctx, lambda c: c.create_rule(rule))
+    print_answer(out, answer, json_output=json_output)
+
+
+@rules_app.command("update")
+def alerts_rules_update(
+    ctx: typer.Context,
+    file: RuleFileArg = "-",
+    expected_version: RuleVersionOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Replace the definition of the rule the file names (its rule_id; needs an admin key).
+
+    Examples:
+
+        northstar alerts rules update dau-low.yaml
+
+        northstar alerts rules get dau-low --json > r.json; $EDITOR r.json; northstar alerts rules update r.json --expected-version 42
+    """  # noqa: E501 - examples are kept whole, to copy
+    rule = _read_rule(file)
+
+    def call(client: AlertsClient) -> al.UpdateRuleResponse:
+        version = expected_version
+        if version is None:
+            version = client.get_rule(rule.rule_id).version
+        return client.update_rule(rule, version)
+
+    print_answer(out, _alerts_call(ctx, call), json_output=json_output)
+
+
+@rules_app.command("delete")
+def alerts_rules_delete(
+    ctx: typer.Context,
+    rule_id: RuleArg,
+    expected_version: RuleVersionOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Delete a rule: it is evaluated no more (needs an admin key).
+
+    Examples:
+
+        northstar alerts rules delete dau-low
+
+        northstar alerts rules delete dau-low --expected-version 42
+    """
+
+    def call(client: AlertsClient) -> al.DeleteRuleResponse:
+        version = expected_version
+        if version is None:
+            version = client.get_rule(rule_id).version
+        return client.delete_rule(rule_id, version)
+
+    print_answer(out, _alerts_call(ctx, call), json_output=json_output)
+
+
+@alerts_app.command("list")
+def alerts_list(
+    ctx: typer.Context,
+    rule_id: Annotated[str, typer.Option("--rule", help="Only this rule's alerts.")] = "",
+    json_output: JsonOpt = False,
+) -> None:
+    """The current alerts: each rule's state at each severity, value, since, acknowledgement.
+
+    Examples:
+
+        northstar alerts list
+
+        northstar alerts list --rule dau-low --json
+    """
+    answer = _alerts_call(ctx, lambda c: c.list_alerts(rule_id))
+    print_answer(out, answer, json_output=json_output)
+
+
+@alerts_app.command("history")
+def alerts_history(ctx: typer.Context, rule_id: RuleArg, json_output: JsonOpt = False) -> None:
+    """Every transition and acknowledgement of a rule's alerts, oldest first.
+
+    Examples:
+
+        northstar alerts history dau-low
+    """
+    answer = _alerts_call(ctx, lambda c: c.alert_history(rule_id))
+    print_answer(out, answer, json_output=json_output)
+
+
+@alerts_app.command("ack")
+def alerts_ack(
+    ctx: typer.Context,
+    rule_id: RuleArg,
+    severity: Annotated[SeverityName, typer.Option(help="The alert's severity.")],
+    comment: Annotated[str, typer.Option(help="Shown with the next notification.")] = "",
+    by: Annotated[
+        str, typer.Option("--by", help="Who acknowledges (default: the API key's id).")
+    ] = "",
+    json_output: JsonOpt = False,
+) -> None:
+    """Acknowledge a pending or firing alert (needs an admin key).
+
+    Examples:
+
+        northstar alerts ack dau-low --severity critical --comment "looking into it"
+    """
+    answer = _alerts_call(
+        ctx,
+        lambda c: c.acknowledge_alert(
+            rule_id, _SEVERITIES[severity], acknowledged_by=by, comment=comment
+        ),
+    )
+    print_answer(out, answer, json_output=json_output)
+
+
+@alerts_app.command("test")
+def alerts_test(
+    ctx: typer.Context,
+    rule_id: Annotated[str, typer.Argument(help="A stored rule's id.")] = "",
+    file: Annotated[
+        str | None,
+        typer.Option("--file", help="Test this rule definition instead (JSON or YAML; -: stdin)."),
+    ] = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Evaluate a rule now: the value and each severity's verdict; nothing is changed.
+
+    Examples:
+
+        northstar alerts test dau-low
+
+        northstar alerts test --file dau-low.yaml --json
+    """
+    if bool(rule_id) == (file is not None):
+        _fail("name a stored RULE or give --file, not both", 2)
+    target: str | al.Rule = _read_rule(file) if file is not None else rule_id
+    print_answer(out, _alerts_call(ctx, lambda c: c.test_rule(target)), json_output=json_output)
+
+
+@silences_app.command("list")
+def alerts_silences_list(
+    ctx: typer.Context,
+    include_expired: Annotated[
+        bool, typer.Option("--all", help="Also silences that ended or were expired.")
+    ] = False,
+    json_output: JsonOpt = False,
+) -> None:
+    """The tenant's pending and active silences, newest first.
+
+    Examples:
+
+        northstar alerts silences list
+
+        northstar alerts silences list --all --json
+    """
+    answer = _alerts_call(ctx, lambda c: c.list_silences(include_expired=include_expired))
+    print_answer(out, answer, json_output=json_output)
+
+
+@silences_app.command("create")
+def alerts_silences_create(
+    ctx: typer.Context,
+    match: Annotated[
+        list[str],
+        typer.Option(
+            help="A label KEY=VALUE the alerts must have (alertname, rule_id, severity or a"
+            " rule's label); repeatable."
+        ),
+    ],
+    reason: Annotated[str, typer.Option(help="Why (required).")],
+    ends_in: Annotated[
+        str | None, typer.Option(help="How long from the start: 30m, 2h, 1d.")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="When it ends, ISO 8601.")] = None,
+    starts_at: Annotated[
+        str | None, typer.Option(help="When it starts, ISO 8601 (default: now).")
+    ] = None,
+    author: Annotated[str, typer.Option(help="Who asks (default: your user name).")] = "",
+    json_output: JsonOpt = False,
+) -> None:
+    """Mute the notifications of alerts with every matching label (needs an admin key).
+
+    Evaluation goes on; only notifications are muted.
+
+    Examples:
+
+        northstar alerts silences create --match rule_id=dau-low --ends-in 2h --reason "deploy"
+
+        northstar alerts silences create --match team=growth --match severity=warning --until 2026-12-24T08:00:00Z --reason "holidays" --author ops
+    """  # noqa: E501 - examples are kept whole, to copy
+    if (ends_in is None) == (until is None):
+        _fail("give --ends-in or --until (one of them)", 2)
+    matchers: dict[str, str] = {}
+    for item in match:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            _fail(f"--match takes KEY=VALUE, got {item!r}", 2)
+        matchers[key] = value
+    start = _instant(starts_at, "--starts-at") if starts_at else None
+    if until is not None:
+        end = _instant(until, "--until")
+    else:
+        end = (start or datetime.now(UTC)) + timedelta(
+            seconds=_duration(ends_in or "", "--ends-in")
+        )
+    silence = al.Silence(matchers=matchers, reason=reason, author=author or getpass.getuser())
+    if start is not None:
+        silence.starts_at.FromDatetime(start)
+    silence.ends_at.FromDatetime(end)
+    answer = _alerts_call(ctx, lambda c: c.create_silence(silence))
+    print_answer(out, answer, json_output=json_output)
+
+
+@silences_app.command("expire")
+def alerts_silences_expire(
+    ctx: typer.Context,
+    silence_id: Annotated[str, typer.Argument(help="The silence's id.")],
+    json_output: JsonOpt = False,
+) -> None:
+    """End a silence now (needs an admin key).
+
+    Examples:
+
+        northstar alerts silences expire 0193a1b2-7c3d-7e4f-8a9b-0c1d2e3f4a5b
+    """
+    answer = _alerts_call(ctx, lambda c: c.expire_silence(silence_id))
+    print_answer(out, answer, json_output=json_output)
+
+
+@alerts_app.command("notifications")
+def alerts_notifications(
+    ctx: typer.Context,
+    rule_id: Annotated[str, typer.Option("--rule", help="Only this rule's notifications.")] = "",
+    limit: Annotated[int, typer.Option(help="Notifications per page (at most 500).")] = 50,
+    page_token: Annotated[
+        str, typer.Option(help="The token printed under the previous page: older ones.")
+    ] = "",
+    json_output: JsonOpt = False,
+) -> None:
+    """Notifications, newest first: each channel target's delivery status and attempts.
+
+    Examples:
+
+        northstar alerts notifications
+
+        northstar alerts notifications --rule dau-low --limit 10 --json
+    """
+    answer = _alerts_call(
+        ctx, lambda c: c.list_notifications(rule_id, page_size=limit, page_token=page_token)
+    )
     print_answer(out, answer, json_output=json_output)
 
 

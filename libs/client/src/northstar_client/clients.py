@@ -1,4 +1,5 @@
-"""Sync and async clients of ingest, metrics and experiments: auth, TLS, deadlines, retries."""
+"""Sync and async clients of ingest, metrics, experiments and alerts: auth, TLS, deadlines,
+retries."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf import timestamp_pb2
 
+from northstar.alerts.v1 import alerts_pb2, alerts_pb2_grpc
 from northstar.experiments.v1 import experiments_pb2, experiments_pb2_grpc
 from northstar.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from northstar.metrics.v1 import (
@@ -29,6 +31,8 @@ from northstar_client.retry import call_async, call_sync
 __all__ = [
     "MAX_ASSIGN_BATCH",
     "MAX_TRACK_EVENTS",
+    "AlertsClient",
+    "AsyncAlertsClient",
     "AsyncExperimentsClient",
     "AsyncIngestClient",
     "AsyncMetricsClient",
@@ -645,3 +649,283 @@ class AsyncExperimentsClient(_AsyncBase):
     ) -> experiments_pb2.GetResultsResponse:
         """The analysis (frequentist or Bayesian, CUPED, sequential) at the projected position."""
         return await self._call("GetResults", self._stub.GetResults, request, timeout)
+
+
+# ----------------------------------------------------------------------------- alerts
+#
+# Every alerts RPC is retried on the transient codes, except CreateSilence: the service
+# gives each silence a new id, so a retry of a create whose answer was lost would add a
+# second silence. The rule commands cannot apply twice: a retried CreateRule fails
+# ALREADY_EXISTS, a retried UpdateRule or DeleteRule (stating the version it was made
+# against) fails ABORTED, and neither code is retried. Failures common to every method:
+# UNAUTHENTICATED (no or a bad key), PERMISSION_DENIED (changes and acknowledgements need
+# an `admin` key, reads `read`), INVALID_ARGUMENT with field violations (RpcError.violations),
+# DEADLINE_EXCEEDED once the deadline is spent.
+
+_TestTarget = str | alerts_pb2.Rule
+
+
+def _rule_id(rule_id: str) -> alerts_pb2.GetRuleRequest:
+    return alerts_pb2.GetRuleRequest(rule_id=rule_id)
+
+
+def _test_request(rule: _TestTarget) -> alerts_pb2.TestRuleRequest:
+    if isinstance(rule, str):
+        return alerts_pb2.TestRuleRequest(rule_id=rule)
+    return alerts_pb2.TestRuleRequest(definition=rule)
+
+
+def _ack_request(
+    rule_id: str, severity: alerts_pb2.Severity.ValueType, acknowledged_by: str, comment: str
+) -> alerts_pb2.AcknowledgeAlertRequest:
+    return alerts_pb2.AcknowledgeAlertRequest(
+        rule_id=rule_id, severity=severity, acknowledged_by=acknowledged_by, comment=comment
+    )
+
+
+def _notifications_request(
+    rule_id: str, page_size: int, page_token: str
+) -> alerts_pb2.ListNotificationsRequest:
+    return alerts_pb2.ListNotificationsRequest(
+        rule_id=rule_id, page_size=page_size, page_token=page_token
+    )
+
+
+class AlertsClient(_SyncBase):
+    """Blocking client of AlertsService: one method per RPC."""
+
+    def __init__(self, config: ClientConfig | None = None) -> None:
+        config = config or ClientConfig.from_env()
+        super().__init__(config, config.alerts_endpoint)
+        self._stub = alerts_pb2_grpc.AlertsServiceStub(self._channel)
+
+    def create_rule(
+        self, rule: alerts_pb2.Rule, *, timeout: float | None = None
+    ) -> alerts_pb2.CreateRuleResponse:
+        """Define a rule; ALREADY_EXISTS when its id was ever used (also for a retried create),
+        INVALID_ARGUMENT naming each bad field."""
+        request = alerts_pb2.CreateRuleRequest(rule=rule)
+        return self._call("CreateRule", self._stub.CreateRule, request, timeout)
+
+    def update_rule(
+        self, rule: alerts_pb2.Rule, expected_version: int, *, timeout: float | None = None
+    ) -> alerts_pb2.UpdateRuleResponse:
+        """Replace the definition of `rule.rule_id`; ABORTED on a stale expected_version (never
+        retried), NOT_FOUND for an unknown or deleted rule, INVALID_ARGUMENT for a bad one."""
+        request = alerts_pb2.UpdateRuleRequest(rule=rule, expected_version=expected_version)
+        return self._call("UpdateRule", self._stub.UpdateRule, request, timeout)
+
+    def delete_rule(
+        self, rule_id: str, expected_version: int, *, timeout: float | None = None
+    ) -> alerts_pb2.DeleteRuleResponse:
+        """End a rule; ABORTED on a stale expected_version, NOT_FOUND for an unknown rule."""
+        request = alerts_pb2.DeleteRuleRequest(rule_id=rule_id, expected_version=expected_version)
+        return self._call("DeleteRule", self._stub.DeleteRule, request, timeout)
+
+    def get_rule(self, rule_id: str, *, timeout: float | None = None) -> alerts_pb2.GetRuleResponse:
+        """One rule and the version to state in its next change; NOT_FOUND when unknown."""
+        return self._call("GetRule", self._stub.GetRule, _rule_id(rule_id), timeout)
+
+    def list_rules(self, *, timeout: float | None = None) -> alerts_pb2.ListRulesResponse:
+        """The tenant's live rules with their versions, by id."""
+        request = alerts_pb2.ListRulesRequest()
+        return self._call("ListRules", self._stub.ListRules, request, timeout)
+
+    def list_alerts(
+        self, rule_id: str = "", *, timeout: float | None = None
+    ) -> alerts_pb2.ListAlertsResponse:
+        """The current alert of each live rule (or of `rule_id`) at each of its severities."""
+        request = alerts_pb2.ListAlertsRequest(rule_id=rule_id)
+        return self._call("ListAlerts", self._stub.ListAlerts, request, timeout)
+
+    def alert_history(
+        self, rule_id: str, *, timeout: float | None = None
+    ) -> alerts_pb2.AlertHistoryResponse:
+        """Every transition and acknowledgement of a rule's alerts, oldest first."""
+        request = alerts_pb2.AlertHistoryRequest(rule_id=rule_id)
+        return self._call("AlertHistory", self._stub.AlertHistory, request, timeout)
+
+    def acknowledge_alert(
+        self,
+        rule_id: str,
+        severity: alerts_pb2.Severity.ValueType,
+        *,
+        acknowledged_by: str = "",
+        comment: str = "",
+        timeout: float | None = None,
+    ) -> alerts_pb2.AcknowledgeAlertResponse:
+        """Acknowledge a pending or firing alert (by the caller's key unless `acknowledged_by`);
+        FAILED_PRECONDITION when the alert is inactive or resolved, NOT_FOUND for an unknown
+        rule."""
+        request = _ack_request(rule_id, severity, acknowledged_by, comment)
+        return self._call("AcknowledgeAlert", self._stub.AcknowledgeAlert, request, timeout)
+
+    def test_rule(
+        self, rule: _TestTarget, *, timeout: float | None = None
+    ) -> alerts_pb2.TestRuleResponse:
+        """Evaluate a stored rule (its id) or an inline definition now, changing nothing.
+
+        NOT_FOUND for an unknown id, INVALID_ARGUMENT for a bad definition; metrics failing
+        is not an error of the call but the answer's `error`, with no verdict.
+        """
+        return self._call("TestRule", self._stub.TestRule, _test_request(rule), timeout)
+
+    def create_silence(
+        self, silence: alerts_pb2.Silence, *, timeout: float | None = None
+    ) -> alerts_pb2.CreateSilenceResponse:
+        """Mute matching alerts' notifications from starts_at (unset: now) until ends_at.
+
+        INVALID_ARGUMENT without matchers, reason or author, or with ends_at not in the
+        future and after starts_at. Not retried: a retry could create a second silence.
+        """
+        request = alerts_pb2.CreateSilenceRequest(silence=silence)
+        return self._call("CreateSilence", self._stub.CreateSilence, request, timeout, retry=False)
+
+    def expire_silence(
+        self, silence_id: str, *, timeout: float | None = None
+    ) -> alerts_pb2.ExpireSilenceResponse:
+        """End a silence now; FAILED_PRECONDITION when it already ended, NOT_FOUND if unknown."""
+        request = alerts_pb2.ExpireSilenceRequest(silence_id=silence_id)
+        return self._call("ExpireSilence", self._stub.ExpireSilence, request, timeout)
+
+    def list_silences(
+        self, *, include_expired: bool = False, timeout: float | None = None
+    ) -> alerts_pb2.ListSilencesResponse:
+        """The tenant's pending and active silences (and ended ones too), newest first."""
+        request = alerts_pb2.ListSilencesRequest(include_expired=include_expired)
+        return self._call("ListSilences", self._stub.ListSilences, request, timeout)
+
+    def list_notifications(
+        self,
+        rule_id: str = "",
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        timeout: float | None = None,
+    ) -> alerts_pb2.ListNotificationsResponse:
+        """One page of notifications, newest first, each target's delivery and attempts;
+        at most 500 a page; INVALID_ARGUMENT for a negative page_size or a foreign page_token."""
+        request = _notifications_request(rule_id, page_size, page_token)
+        return self._call("ListNotifications", self._stub.ListNotifications, request, timeout)
+
+
+class AsyncAlertsClient(_AsyncBase):
+    """asyncio client of AlertsService: one coroutine per RPC."""
+
+    def __init__(self, config: ClientConfig | None = None) -> None:
+        config = config or ClientConfig.from_env()
+        super().__init__(config, config.alerts_endpoint)
+        self._stub = alerts_pb2_grpc.AlertsServiceStub(self._channel)
+
+    async def create_rule(
+        self, rule: alerts_pb2.Rule, *, timeout: float | None = None
+    ) -> alerts_pb2.CreateRuleResponse:
+        """Define a rule; ALREADY_EXISTS when its id was ever used (also for a retried create),
+        INVALID_ARGUMENT naming each bad field."""
+        request = alerts_pb2.CreateRuleRequest(rule=rule)
+        return await self._call("CreateRule", self._stub.CreateRule, request, timeout)
+
+    async def update_rule(
+        self, rule: alerts_pb2.Rule, expected_version: int, *, timeout: float | None = None
+    ) -> alerts_pb2.UpdateRuleResponse:
+        """Replace the definition of `rule.rule_id`; ABORTED on a stale expected_version (never
+        retried), NOT_FOUND for an unknown or deleted rule, INVALID_ARGUMENT for a bad one."""
+        request = alerts_pb2.UpdateRuleRequest(rule=rule, expected_version=expected_version)
+        return await self._call("UpdateRule", self._stub.UpdateRule, request, timeout)
+
+    async def delete_rule(
+        self, rule_id: str, expected_version: int, *, timeout: float | None = None
+    ) -> alerts_pb2.DeleteRuleResponse:
+        """End a rule; ABORTED on a stale expected_version, NOT_FOUND for an unknown rule."""
+        request = alerts_pb2.DeleteRuleRequest(rule_id=rule_id, expected_version=expected_version)
+        return await self._call("DeleteRule", self._stub.DeleteRule, request, timeout)
+
+    async def get_rule(
+        self, rule_id: str, *, timeout: float | None = None
+    ) -> alerts_pb2.GetRuleResponse:
+        """One rule and the version to state in its next change; NOT_FOUND when unknown."""
+        return await self._call("GetRule", self._stub.GetRule, _rule_id(rule_id), timeout)
+
+    async def list_rules(self, *, timeout: float | None = None) -> alerts_pb2.ListRulesResponse:
+        """The tenant's live rules with their versions, by id."""
+        request = alerts_pb2.ListRulesRequest()
+        return await self._call("ListRules", self._stub.ListRules, request, timeout)
+
+    async def list_alerts(
+        self, rule_id: str = "", *, timeout: float | None = None
+    ) -> alerts_pb2.ListAlertsResponse:
+        """The current alert of each live rule (or of `rule_id`) at each of its severities."""
+        request = alerts_pb2.ListAlertsRequest(rule_id=rule_id)
+        return await self._call("ListAlerts", self._stub.ListAlerts, request, timeout)
+
+    async def alert_history(
+        self, rule_id: str, *, timeout: float | None = None
+    ) -> alerts_pb2.AlertHistoryResponse:
+        """Every transition and acknowledgement of a rule's alerts, oldest first."""
+        request = alerts_pb2.AlertHistoryRequest(rule_id=rule_id)
+        return await self._call("AlertHistory", self._stub.AlertHistory, request, timeout)
+
+    async def acknowledge_alert(
+        self,
+        rule_id: str,
+        severity: alerts_pb2.Severity.ValueType,
+        *,
+        acknowledged_by: str = "",
+        comment: str = "",
+        timeout: float | None = None,
+    ) -> alerts_pb2.AcknowledgeAlertResponse:
+        """Acknowledge a pending or firing alert (by the caller's key unless `acknowledged_by`);
+        FAILED_PRECONDITION when the alert is inactive or resolved, NOT_FOUND for an unknown
+        rule."""
+        request = _ack_request(rule_id, severity, acknowledged_by, comment)
+        return await self._call("AcknowledgeAlert", self._stub.AcknowledgeAlert, request, timeout)
+
+    async def test_rule(
+        self, rule: _TestTarget, *, timeout: float | None = None
+    ) -> alerts_pb2.TestRuleResponse:
+        """Evaluate a stored rule (its id) or an inline definition now, changing nothing.
+
+        NOT_FOUND for an unknown id, INVALID_ARGUMENT for a bad definition; metrics failing
+        is not an error of the call but the answer's `error`, with no verdict.
+        """
+        return await self._call("TestRule", self._stub.TestRule, _test_request(rule), timeout)
+
+    async def create_silence(
+        self, silence: alerts_pb2.Silence, *, timeout: float | None = None
+    ) -> alerts_pb2.CreateSilenceResponse:
+        """Mute matching alerts' notifications from starts_at (unset: now) until ends_at.
+
+        INVALID_ARGUMENT without matchers, reason or author, or with ends_at not in the
+        future and after starts_at. Not retried: a retry could create a second silence.
+        """
+        request = alerts_pb2.CreateSilenceRequest(silence=silence)
+        return await self._call(
+            "CreateSilence", self._stub.CreateSilence, request, timeout, retry=False
+        )
+
+    async def expire_silence(
+        self, silence_id: str, *, timeout: float | None = None
+    ) -> alerts_pb2.ExpireSilenceResponse:
+        """End a silence now; FAILED_PRECONDITION when it already ended, NOT_FOUND if unknown."""
+        request = alerts_pb2.ExpireSilenceRequest(silence_id=silence_id)
+        return await self._call("ExpireSilence", self._stub.ExpireSilence, request, timeout)
+
+    async def list_silences(
+        self, *, include_expired: bool = False, timeout: float | None = None
+    ) -> alerts_pb2.ListSilencesResponse:
+        """The tenant's pending and active silences (and ended ones too), newest first."""
+        request = alerts_pb2.ListSilencesRequest(include_expired=include_expired)
+        return await self._call("ListSilences", self._stub.ListSilences, request, timeout)
+
+    async def list_notifications(
+        self,
+        rule_id: str = "",
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        timeout: float | None = None,
+    ) -> alerts_pb2.ListNotificationsResponse:
+        """One page of notifications, newest first, each target's delivery and attempts;
+        at most 500 a page; INVALID_ARGUMENT for a negative page_size or a foreign page_token."""
+        request = _notifications_request(rule_id, page_size, page_token)
+        return await self._call("ListNotifications", self._stub.ListNotifications, request, timeout)

@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "DEFAULT_ALERTS_ENDPOINT",
     "DEFAULT_EXPERIMENTS_ENDPOINT",
     "DEFAULT_INGEST_ENDPOINT",
     "DEFAULT_METRICS_ENDPOINT",
+    "ENDPOINTS",
     "ClientConfig",
     "ConfigError",
     "RetryPolicy",
@@ -23,6 +25,9 @@ __all__ = [
 DEFAULT_INGEST_ENDPOINT = "127.0.0.1:50051"
 DEFAULT_METRICS_ENDPOINT = "127.0.0.1:50052"
 DEFAULT_EXPERIMENTS_ENDPOINT = "127.0.0.1:50053"
+DEFAULT_ALERTS_ENDPOINT = "127.0.0.1:50054"
+# The per-service endpoint settings; `endpoint` (a gateway) sets every one.
+ENDPOINTS = ("ingest_endpoint", "metrics_endpoint", "experiments_endpoint", "alerts_endpoint")
 DEMO_KEYS_PATH = Path(".northstar") / "demo-keys.json"
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -50,11 +55,13 @@ class RetryPolicy:
 
 @dataclass(frozen=True, slots=True)
 class ClientConfig:
-    """How to reach ingest, metrics and experiments: endpoints, key, TLS, deadlines and retries."""
+    """How to reach ingest, metrics, experiments and alerts: endpoints, key, TLS, deadlines and
+    retries."""
 
     ingest_endpoint: str = DEFAULT_INGEST_ENDPOINT
     metrics_endpoint: str = DEFAULT_METRICS_ENDPOINT
     experiments_endpoint: str = DEFAULT_EXPERIMENTS_ENDPOINT
+    alerts_endpoint: str = DEFAULT_ALERTS_ENDPOINT
     api_key: str | None = None
     tls: bool = False
     ca_file: Path | None = None
@@ -101,6 +108,7 @@ class ClientConfig:
             "ingest_endpoint": env.get("NORTHSTAR_INGEST_ENDPOINT"),
             "metrics_endpoint": env.get("NORTHSTAR_METRICS_ENDPOINT"),
             "experiments_endpoint": env.get("NORTHSTAR_EXPERIMENTS_ENDPOINT"),
+            "alerts_endpoint": env.get("NORTHSTAR_ALERTS_ENDPOINT"),
             "api_key": env.get("NORTHSTAR_API_KEY"),
             "tls": env.get("NORTHSTAR_TLS"),
             "ca_file": env.get("NORTHSTAR_CA_FILE"),
@@ -148,6 +156,7 @@ def _apply(config: ClientConfig, values: Mapping[str, Any], *, source: str) -> C
         "ingest_endpoint",
         "metrics_endpoint",
         "experiments_endpoint",
+        "alerts_endpoint",
         "api_key",
         "tls",
         "ca_file",
@@ -158,9 +167,9 @@ def _apply(config: ClientConfig, values: Mapping[str, Any], *, source: str) -> C
         raise ConfigError(f"{source}: unknown setting(s) {', '.join(unknown)}")
     changes: dict[str, Any] = {}
     if values.get("endpoint"):
-        for name in ("ingest_endpoint", "metrics_endpoint", "experiments_endpoint"):
+        for name in ENDPOINTS:
             changes[name] = str(values["endpoint"])
-    for name in ("ingest_endpoint", "metrics_endpoint", "experiments_endpoint", "api_key"):
+    for name in (*ENDPOINTS, "api_key"):
         if values.get(name):
             changes[name] = str(values[name])
     if "tls" in values:

@@ -7,12 +7,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from google.protobuf import json_format
+from google.protobuf import json_format, timestamp_pb2
 from google.protobuf.message import Message
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from northstar.alerts.v1 import alerts_pb2 as al
 from northstar.experiments.v1 import experiments_pb2 as xp
 from northstar.metrics.v1 import (
     activation_pb2,
@@ -137,12 +138,34 @@ def render(message: Message) -> RenderableType:
         xp.ArchiveExperimentResponse: _experiment_answer,
         xp.AssignResponse: _assignment,
         xp.GetResultsResponse: _results,
+        al.ListRulesResponse: _rules,
+        al.GetRuleResponse: _rule_answer,
+        al.CreateRuleResponse: _rule_version,
+        al.UpdateRuleResponse: _rule_version,
+        al.DeleteRuleResponse: _rule_version,
+        al.ListAlertsResponse: _alerts,
+        al.AcknowledgeAlertResponse: lambda r: _alerts(al.ListAlertsResponse(alerts=[r.alert])),
+        al.AlertHistoryResponse: _alert_history,
+        al.TestRuleResponse: _trial,
+        al.ListSilencesResponse: _silences,
+        al.CreateSilenceResponse: lambda r: _silences(
+            al.ListSilencesResponse(silences=[r.silence])
+        ),
+        al.ExpireSilenceResponse: lambda r: _silences(
+            al.ListSilencesResponse(silences=[r.silence])
+        ),
+        al.ListNotificationsResponse: _notifications,
     }
     renderer = renderers.get(type(message))
     if renderer is None:
         return Text(as_json(message))
     result: RenderableType = renderer(message)
     return result
+
+
+def _listing(table: Table, rows: int, empty: str) -> RenderableType:
+    """The table, saying `empty` under it when it has no rows."""
+    return table if rows else Group(table, Text(empty, style="dim"))
 
 
 def _footer(position: int) -> Text:
@@ -547,9 +570,7 @@ def _experiments(r: xp.ListExperimentsResponse) -> RenderableType:
             _when(e.started_at_us),
             str(e.version),
         )
-    if not r.experiments:
-        return Group(table, Text("no experiments", style="dim"))
-    return table
+    return _listing(table, len(r.experiments), "no experiments")
 
 
 def _metric_text(m: xp.Metric) -> str:
@@ -700,6 +721,240 @@ def _results(r: xp.GetResultsResponse) -> RenderableType:
     if d.reason:
         decision.append(f" — {d.reason}")
     parts += [decision, _footer(r.log_position)]
+    return Group(*parts)
+
+
+# ------------------------------------------------------------------------------ alerts
+
+_ALERT_STYLE: dict[int, str] = {
+    al.ALERT_STATUS_INACTIVE: "dim",
+    al.ALERT_STATUS_PENDING: "yellow",
+    al.ALERT_STATUS_FIRING: "bold red",
+    al.ALERT_STATUS_RESOLVED: "green",
+}
+_SEVERITY_STYLE: dict[int, str] = {al.SEVERITY_WARNING: "yellow", al.SEVERITY_CRITICAL: "red"}
+_VERDICT_STYLE: dict[int, str] = {al.VERDICT_BREACHED: "bold red", al.VERDICT_CLEAR: "green"}
+_DELIVERY_STYLE: dict[int, str] = {
+    al.DELIVERY_STATUS_DELIVERED: "green",
+    al.DELIVERY_STATUS_PENDING: "yellow",
+    al.DELIVERY_STATUS_FAILED: "red",
+}
+_SILENCE_STYLE: dict[int, str] = {
+    al.SILENCE_STATUS_ACTIVE: "green",
+    al.SILENCE_STATUS_PENDING: "cyan",
+    al.SILENCE_STATUS_EXPIRED: "dim",
+}
+_COMPARATOR = {
+    al.COMPARATOR_LESS: "<",
+    al.COMPARATOR_LESS_EQUAL: "<=",
+    al.COMPARATOR_GREATER: ">",
+    al.COMPARATOR_GREATER_EQUAL: ">=",
+}
+
+
+def _styled(enum: Any, value: int, prefix: str, styles: dict[int, str]) -> Text:
+    return Text(_xenum(enum, value, prefix), style=styles.get(value, ""))
+
+
+def _severity(value: int) -> Text:
+    return _styled(al.Severity, value, "SEVERITY_", _SEVERITY_STYLE)
+
+
+def _alert_status(value: int) -> Text:
+    return _styled(al.AlertStatus, value, "ALERT_STATUS_", _ALERT_STYLE)
+
+
+def _stamp(ts: timestamp_pb2.Timestamp) -> str:
+    return _when(ts.seconds * 1_000_000 + ts.nanos // 1_000) if ts.seconds or ts.nanos else "–"
+
+
+def _series(s: al.Series) -> str:
+    kind = _xenum(al.SeriesKind, s.kind, "SERIES_KIND_")
+    text = f"{kind} {s.name}" + (f" ({s.event_name})" if s.event_name else "")
+    return text + (f" per {s.granularity}" if s.granularity and s.granularity != "day" else "")
+
+
+def _condition(r: al.Rule) -> str:
+    which = r.WhichOneof("condition")
+    if which == "anomaly":
+        a = r.anomaly
+        relative = f" or relative > {a.relative:g}" if a.HasField("relative") else ""
+        severity = _xenum(al.Severity, a.severity, "SEVERITY_")
+        return f"anomaly |z| >= {a.z or 3:g}{relative} ({severity})"
+    if which is None:
+        return "–"
+    levels: al.Levels = getattr(r, which)
+    op = _COMPARATOR.get(levels.comparator, "?")
+    subject = "value" if which == "threshold" else "change"
+    parts = [
+        f"{name} {subject} {op} {getattr(levels, name):g}"
+        for name in ("warning", "critical")
+        if levels.HasField(name)
+    ]
+    return ", ".join(parts) or "–"
+
+
+def _channels(c: al.Channels) -> str:
+    parts = [(len(c.webhooks), "webhook"), (len(c.slack), "slack"), (len(c.emails), "email")]
+    return ", ".join(f"{n} {label}" for n, label in parts if n) or "none"
+
+
+def _rules(r: al.ListRulesResponse) -> RenderableType:
+    table = Table(title="Alert rules")
+    for col in ("rule", "name", "series", "condition", "every", "for", "channels", "version"):
+        table.add_column(col, justify="right" if col in {"every", "for", "version"} else "left")
+    for entry in r.rules:
+        rule = entry.rule
+        table.add_row(
+            rule.rule_id,
+            rule.name,
+            _series(rule.series),
+            _condition(rule),
+            _secs(rule.interval_seconds),
+            _secs(rule.for_seconds),
+            _channels(rule.channels),
+            str(entry.version),
+        )
+    return _listing(table, len(r.rules), "no rules")
+
+
+def _rule_answer(r: al.GetRuleResponse) -> RenderableType:
+    rule = r.rule
+    table = Table(title=f"Rule {rule.rule_id}", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    for label, value in (
+        ("name", rule.name or "–"),
+        ("series", _series(rule.series)),
+        ("condition", _condition(rule)),
+        ("every", _secs(rule.interval_seconds)),
+        ("for", _secs(rule.for_seconds)),
+        ("keep firing for", _secs(rule.keep_firing_for_seconds)),
+        ("repeat every", _secs(rule.repeat_interval_seconds)),
+        ("labels", ", ".join(f"{k}={v}" for k, v in sorted(rule.labels.items())) or "–"),
+        ("webhooks", ", ".join(rule.channels.webhooks) or "–"),
+        ("slack", ", ".join(rule.channels.slack) or "–"),
+        ("emails", ", ".join(rule.channels.emails) or "–"),
+        ("version", str(r.version)),
+    ):
+        table.add_row(label, value)
+    return table
+
+
+def _rule_version(
+    r: al.CreateRuleResponse | al.UpdateRuleResponse | al.DeleteRuleResponse,
+) -> RenderableType:
+    return Text.assemble(("version ", "bold"), str(r.version))
+
+
+def _alerts(r: al.ListAlertsResponse) -> RenderableType:
+    table = Table(title="Alerts")
+    columns = ("rule", "name", "severity", "status", "value", "threshold", "since")
+    for col in (*columns, "acknowledged", "evaluated", "error"):
+        table.add_column(col, justify="right" if col in {"value", "threshold"} else "left")
+    for a in r.alerts:
+        ack = a.acknowledged_by + (f": {a.ack_comment}" if a.ack_comment else "")
+        table.add_row(
+            a.rule_id,
+            a.rule_name,
+            _severity(a.severity),
+            _alert_status(a.status),
+            _num(_opt(a, "value"), 3),
+            _num(_opt(a, "threshold"), 3),
+            _when(a.since_us),
+            ack or "–",
+            _when(a.last_evaluated_at_us),
+            Text(a.last_error, style="red") if a.last_error else "",
+        )
+    return _listing(table, len(r.alerts), "no alerts")
+
+
+def _alert_history(r: al.AlertHistoryResponse) -> RenderableType:
+    table = Table(title="Alert history")
+    for col in ("at", "severity", "event", "value", "threshold", "by"):
+        table.add_column(col, justify="right" if col in {"value", "threshold"} else "left")
+    for e in r.entries:
+        if e.kind == al.ALERT_EVENT_KIND_ACKNOWLEDGEMENT:
+            event = Text(f"acknowledged ({_xenum(al.AlertStatus, e.to_status, 'ALERT_STATUS_')})")
+            by = e.acknowledged_by + (f": {e.ack_comment}" if e.ack_comment else "")
+        else:
+            event = Text.assemble(_alert_status(e.from_status), " → ", _alert_status(e.to_status))
+            by = ""
+        table.add_row(
+            _when(e.at_us),
+            _severity(e.severity),
+            event,
+            _num(_opt(e, "value"), 3),
+            _num(_opt(e, "threshold"), 3),
+            by or "–",
+        )
+    return _listing(table, len(r.entries), "no transitions yet")
+
+
+def _trial(r: al.TestRuleResponse) -> RenderableType:
+    head = Text.assemble(
+        ("Test at ", "bold"),
+        f"{_when(r.at_us)} UTC: value ",
+        (_num(_opt(r, "value"), 3), "bold"),
+    )
+    if r.HasField("previous"):
+        head.append(f", previous {_num(r.previous, 3)}")
+    if r.baseline_values:
+        head.append(f", {r.baseline_values} baseline values")
+    table = Table()
+    for col in ("severity", "threshold", "verdict"):
+        table.add_column(col, justify="right" if col == "threshold" else "left")
+    for v in r.severities:
+        verdict = _styled(al.Verdict, v.verdict, "VERDICT_", _VERDICT_STYLE)
+        table.add_row(_severity(v.severity), _num(v.threshold, 3), verdict)
+    parts: list[RenderableType] = [head, table]
+    if r.error:
+        parts.append(Text(f"no value: {r.error}", style="red"))
+    return Group(*parts)
+
+
+def _silences(r: al.ListSilencesResponse) -> RenderableType:
+    table = Table(title="Silences")
+    for col in ("silence", "matchers", "status", "starts", "ends", "reason", "author"):
+        table.add_column(col, no_wrap=col == "silence")
+    for s in r.silences:
+        ends = (
+            _stamp(s.expired_at) + " (expired)" if s.HasField("expired_at") else _stamp(s.ends_at)
+        )
+        table.add_row(
+            s.silence_id,
+            ", ".join(f"{k}={v}" for k, v in sorted(s.matchers.items())),
+            _styled(al.SilenceStatus, s.status, "SILENCE_STATUS_", _SILENCE_STYLE),
+            _stamp(s.starts_at),
+            ends,
+            s.reason,
+            s.author,
+        )
+    return _listing(table, len(r.silences), "no silences")
+
+
+def _notifications(r: al.ListNotificationsResponse) -> RenderableType:
+    table = Table(title="Notifications")
+    columns = ("id", "rule", "severity", "kind", "due", "channel", "target", "status")
+    for col in (*columns, "attempts", "last error"):
+        table.add_column(col, justify="right" if col in {"id", "attempts"} else "left")
+    for n in r.notifications:
+        head = (str(n.notification_id), n.rule_id, _severity(n.severity), n.kind, _stamp(n.due_at))
+        for i, d in enumerate(n.deliveries or [al.Delivery()]):
+            status = _styled(al.DeliveryStatus, d.status, "DELIVERY_STATUS_", _DELIVERY_STYLE)
+            table.add_row(
+                *(head if i == 0 else ("",) * len(head)),
+                d.channel or "–",
+                d.target or "–",
+                status,
+                str(d.attempts),
+                Text(d.last_error, style="red") if d.last_error else "",
+            )
+    parts: list[RenderableType] = [table]
+    if not r.notifications:
+        parts.append(Text("no notifications", style="dim"))
+    if r.next_page_token:
+        parts.append(Text(f"older: --page-token {r.next_page_token}", style="dim"))
     return Group(*parts)
 
 
