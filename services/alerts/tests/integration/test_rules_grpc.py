@@ -81,4 +81,10 @@ async def test_invalid_rules_name_their_fields(stub: Stub) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.CreateRule(pb.CreateRuleRequest(rule=bad), metadata=auth(ADMIN_KEY))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert violated_fields(err.value) == ["series.name", "interval"]
+    # Named by the request's fields, as google.rpc.BadRequest wants.
+    assert violated_fields(err.value) == ["rule.series.name", "rule.interval_seconds"]
+    bad = _rule()
+    bad.threshold.warning = float("nan")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.TestRule(pb.TestRuleRequest(definition=bad), metadata=auth(ADMIN_KEY))
+    assert violated_fields(err.value) == ["definition.threshold.warning"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 from google.protobuf import timestamp_pb2
@@ -73,6 +75,41 @@ def _condition(msg: pb.Rule) -> Condition:
             severity=_SEVERITIES.get(a.severity, WARNING),
         )
     raise _invalid("rule.condition", "one of threshold, relative_change, anomaly is required")
+
+
+# The domain names a rule's parts by their meaning; a request names them by its fields.
+_REQUEST_FIELDS = {
+    "interval": "interval_seconds",
+    "for": "for_seconds",
+    "keep_firing_for": "keep_firing_for_seconds",
+    "repeat_interval": "repeat_interval_seconds",
+}
+
+
+def request_field(path: str, msg: pb.Rule, prefix: str) -> str:
+    """A domain field path (`condition.critical`) as the request's (`rule.threshold.critical`)."""
+    path = path.removeprefix("rule.")
+    head, dot, rest = path.partition(".")
+    if head == "condition":
+        head = msg.WhichOneof("condition") or "condition"
+    return f"{prefix}.{_REQUEST_FIELDS.get(head, head)}{dot}{rest}"
+
+
+@contextmanager
+def request_fields(msg: pb.Rule, prefix: str) -> Iterator[None]:
+    """Re-raise a rule's InvalidArgument with its violations named by the request's fields."""
+    try:
+        yield
+    except InvalidArgument as e:
+        violations = [
+            FieldViolation(request_field(v.field, msg, prefix), v.description) for v in e.violations
+        ]
+        text = "; ".join(f"{v.field}: {v.description}" for v in violations)
+        raise InvalidArgument(
+            f"invalid alert rule: {text}" if text else e.message,
+            reason=e.reason,
+            violations=violations,
+        ) from e
 
 
 def rule_from_proto(msg: pb.Rule, tenant: str) -> Rule:

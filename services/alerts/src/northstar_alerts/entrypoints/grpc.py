@@ -25,6 +25,7 @@ from northstar_alerts.entrypoints.convert import (
     alert_to_proto,
     history_entry_to_proto,
     notification_to_proto,
+    request_fields,
     required_id,
     rule_from_proto,
     rule_to_proto,
@@ -78,9 +79,10 @@ class AlertsServicer(alerts_pb2_grpc.AlertsServiceServicer):
     ) -> pb.CreateRuleResponse:
         """Create a rule."""
         who = current_principal()
-        rule = rule_from_proto(request.rule, who.tenant)
-        state, _ = await self._store.load(who.tenant, rule.rule_id)
-        event = dom.decide_create(state, rule, who.key_id)
+        with request_fields(request.rule, "rule"):
+            rule = rule_from_proto(request.rule, who.tenant)
+            state, _ = await self._store.load(who.tenant, rule.rule_id)
+            event = dom.decide_create(state, rule, who.key_id)
         return pb.CreateRuleResponse(version=await self._store.append(who.tenant, event, 0))
 
     async def UpdateRule(  # noqa: N802 - gRPC method name
@@ -88,9 +90,10 @@ class AlertsServicer(alerts_pb2_grpc.AlertsServiceServicer):
     ) -> pb.UpdateRuleResponse:
         """Replace a rule's definition at the stated version."""
         who = current_principal()
-        rule = rule_from_proto(request.rule, who.tenant)
-        state, _ = await self._store.load(who.tenant, rule.rule_id)
-        event = dom.decide_update(state, rule, who.key_id)
+        with request_fields(request.rule, "rule"):
+            rule = rule_from_proto(request.rule, who.tenant)
+            state, _ = await self._store.load(who.tenant, rule.rule_id)
+            event = dom.decide_update(state, rule, who.key_id)
         version = await self._store.append(who.tenant, event, request.expected_version)
         return pb.UpdateRuleResponse(version=version)
 
@@ -237,8 +240,9 @@ class AlertsServicer(alerts_pb2_grpc.AlertsServiceServicer):
         """Evaluate a stored or inline rule now, changing nothing."""
         tenant = current_principal().tenant
         if request.WhichOneof("rule") == "definition":
-            rule = rule_from_proto(request.definition, tenant)
-            validate(rule)
+            with request_fields(request.definition, "definition"):
+                rule = rule_from_proto(request.definition, tenant)
+                validate(rule)
         else:
             rule = await self._book.stored_rule(tenant, required_id(request.rule_id))
         try:
