@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import nats
 import orjson
 import pytest
 import structlog
@@ -44,6 +45,7 @@ from northstar.metrics.v1 import (
 from northstar_experiments.domain.assignment import assign
 from northstar_harness.eventually import assert_eventually
 from northstar_harness.servers import NatsServer, PostgresServer, free_port
+from northstar_runtime.topology import Topology
 
 from .conftest import ADMIN_KEY, READER_KEY, WRITER_KEY, auth
 from .processes import ServiceProcess, process_env
@@ -610,8 +612,36 @@ class Outcome:
     settled_seconds: float
 
 
-async def under_load(stack: Stack, fault: Callable[[], Awaitable[None]]) -> Outcome:
-    """Run the workload, inject `fault` once a third is answered, then check every answer."""
+async def settled(stack: Stack, want: Answers) -> float:
+    """Wait until every answer equals the reference; returns the seconds it took."""
+    start = time.monotonic()
+
+    async def equal() -> bool:
+        try:
+            got = await stack.answers()
+        except grpc.aio.AioRpcError as e:
+            raise AssertionError(f"not answering yet: {e.code()}") from e
+        for name in (f.name for f in fields(Answers)):
+            assert getattr(got, name) == getattr(want, name), name
+        return True
+
+    await assert_eventually(equal, timeout=120, interval=0.5)
+    return time.monotonic() - start
+
+
+async def parked(stack: Stack, service: str) -> list[dict[str, Any]]:
+    """What `northstar-<service> dead-letters` lists."""
+    listed = await stack.processes[service].output("dead-letters")
+    return [orjson.loads(line) for line in listed.splitlines()]
+
+
+async def under_load(
+    stack: Stack, fault: Callable[[], Awaitable[None]], poison: list[int] | None = None
+) -> Outcome:
+    """Run the workload, inject `fault` once a third is answered, then check every answer.
+
+    Nothing may be parked on a dead-letter subject, except the log positions in `poison`.
+    """
     events = workload()
     client = RetryingClient(stack.ingest)
     at_a_third = asyncio.Event()
@@ -634,23 +664,11 @@ async def under_load(stack: Stack, fault: Callable[[], Awaitable[None]]) -> Outc
 
     accepted_ids = {i for i, status in client.told.items() if status in ANSWERED}
     assert accepted_ids == {e.event_id for e in events}, "an event was never told accepted"
-    want = expected([e for e in events if e.event_id in accepted_ids])
-    settled_from = time.monotonic()
-
-    async def equal() -> bool:
-        try:
-            got = await stack.answers()
-        except grpc.aio.AioRpcError as e:
-            raise AssertionError(f"not answering yet: {e.code()}") from e
-        for name in (f.name for f in fields(Answers)):
-            assert getattr(got, name) == getattr(want, name), name
-        return True
-
-    await assert_eventually(equal, timeout=120, interval=0.5)
-    settled = time.monotonic() - settled_from
-    for name in ("metrics", "experiments"):
-        assert await stack.processes[name].output("dead-letters") == "", f"{name} parked entries"
-    outcome = Outcome(len(events), seconds, client.calls, client.failed, queries, settled)
+    settle = await settled(stack, expected([e for e in events if e.event_id in accepted_ids]))
+    listed = await asyncio.gather(parked(stack, "metrics"), parked(stack, "experiments"))
+    for rows in listed:
+        assert [r["position"] for r in rows] == (poison or []), rows
+    outcome = Outcome(len(events), seconds, client.calls, client.failed, queries, settle)
     log.warning("fault scenario measured", **outcome.__dict__)
     return outcome
 
@@ -727,3 +745,42 @@ async def test_projectors_paused_a_minute_catch_up_exactly(stack: Stack) -> None
 
     await under_load(stack, pause_a_minute)
     await _rule_survives(stack)
+
+
+async def test_a_poison_entry_under_load_is_parked_listed_and_tried_again_on_redeploy(
+    stack: Stack, private_nats: NatsServer
+) -> None:
+    # Bytes that are no log entry land in the middle of the load: each projector parks
+    # them after bounded tries and goes on; the answers stay exact and the entry is listed.
+    poison: list[int] = []
+
+    async def append_poison() -> None:
+        nc = await nats.connect(private_nats.url)
+        try:
+            subject = Topology(NAMESPACE).events_subject("acme", 0)
+            ack = await nc.jetstream().publish(subject, b"\xff not a log entry")
+        finally:
+            await nc.close()
+        poison.append(ack.seq)
+
+    await under_load(stack, append_poison, poison)
+
+    # A redeploy of the same (still broken) version tries what is parked once more before
+    # going on with the log; the entry stays parked and nothing is counted twice.
+    async def redeploy(name: str) -> None:
+        process = stack.processes[name]
+        assert await process.terminate() == 0
+        await process.start()
+        await stack.serving(name)
+
+    await asyncio.gather(redeploy("metrics"), redeploy("experiments"))
+
+    def still_fails(name: str) -> bool:
+        log_file = stack.processes[name].log
+        assert log_file is not None
+        return "dead letter still fails" in log_file.read_text()
+
+    await assert_eventually(lambda: all(map(still_fails, ("metrics", "experiments"))), timeout=60)
+    for rows in await asyncio.gather(parked(stack, "metrics"), parked(stack, "experiments")):
+        assert [(r["position"], r["replayed_at"]) for r in rows] == [(poison[0], None)], rows
+    await settled(stack, expected(workload()))

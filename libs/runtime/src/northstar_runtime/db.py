@@ -36,6 +36,10 @@ UNREACHABLE_DB_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CrashShutdownError,
+    # A session the server ended mid-operation can leave asyncpg's protocol in a state its
+    # release then trips on; the pool drops that connection, the next one works.
+    # https://github.com/MagicStack/asyncpg/issues/784
+    asyncpg.exceptions.InternalClientError,
 )
 TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
     *UNREACHABLE_DB_ERRORS,

@@ -49,6 +49,7 @@ def test_a_database_that_cannot_be_reached_is_unavailable_not_a_crash() -> None:
             "terminating connection due to administrator command"
         ),
         asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle"),
+        asyncpg.exceptions.InternalClientError("cannot switch to state 15; another operation"),
     ):
         error = unreachable(driver_error)
         assert error is not None, driver_error
