@@ -730,8 +730,8 @@ async def test_a_server_restarted_under_load_loses_and_doubles_nothing(
 
 
 async def test_projectors_paused_a_minute_catch_up_exactly(stack: Stack) -> None:
-    # SIGSTOP both projecting services for 60 s while ingest goes on taking the load: the
-    # entries they held unacknowledged are redelivered past the ack wait, and applied once.
+    # SIGSTOP both projecting services for 60 s while ingest goes on taking the load: frozen
+    # with their connections open and a batch in hand, they resume and catch up exactly.
     paused = [stack.processes["metrics"], stack.processes["experiments"]]
 
     async def pause_a_minute() -> None:
