@@ -1,11 +1,12 @@
 """The long fault tier (`make faults`): faults under a retrying load of a realistic event mix.
 
 Every service process is killed with SIGKILL, NATS and PostgreSQL are restarted, the
-projectors are paused for a minute, each while a client that sends every request twice (and
-retries each until answered) loads ingest. Afterwards ActiveUsers, Retention, Funnel,
-Revenue and the experiment's GetResults equal a reference computed here, in plain Python,
-from exactly the events the client was told were accepted: no loss, no double count, and
-nothing parked on a dead-letter subject.
+projectors are paused for a minute, a poison entry is written to the log, each while a
+client that sends every request twice (and retries each until answered) loads ingest.
+Afterwards ActiveUsers, Retention, Funnel, Revenue and the experiment's GetResults equal a
+reference computed here, in plain Python, from exactly the events the client was told were
+accepted: no loss, no double count, and nothing parked on a dead-letter subject but the
+poison entry.
 """
 
 from __future__ import annotations
