@@ -34,8 +34,8 @@ test-integration: setup ## Integration tests (one service against real NATS and 
 test-e2e: setup ## End-to-end tests across services
 	$(PYTEST) -q tests/e2e
 
-faults: setup ## The fault tests (also run by `make test`)
-	$(PYTEST) -q -m faults
+faults: setup ## Both fault tiers: the quick one of `make test` and the long one under load (~10 min)
+	$(PYTEST) -q -m "faults or faults_long"
 
 lint: setup ## ruff, mypy (strict outside tests) and buf lint
 	$(UV) run --frozen ruff check .

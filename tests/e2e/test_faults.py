@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 
@@ -23,7 +20,8 @@ from northstar_ingest.settings import IngestSettings
 from northstar_metrics.bootstrap import build_host as build_metrics
 from northstar_metrics.settings import MetricsSettings
 
-from .conftest import API_KEYS, READER_KEY, WRITER_KEY, auth, settings_env
+from .conftest import READER_KEY, WRITER_KEY, auth, settings_env
+from .processes import ServiceProcess, process_env
 
 pytestmark = pytest.mark.faults
 
@@ -63,61 +61,6 @@ def expected(
         rows.append((d.isoformat(), *counts))
         d += timedelta(days=1)
     return rows
-
-
-def process_env(port: int, nats_url: str, database_url: str, namespace: str) -> dict[str, str]:
-    """The environment of a service process of this suite, serving on `port`."""
-    return {
-        **os.environ,
-        "GRPC_ADDRESS": f"127.0.0.1:{port}",
-        "NATS_URL": nats_url,
-        "DATABASE_URL": database_url,
-        "NORTHSTAR_NAMESPACE": namespace,
-        "NORTHSTAR_API_KEYS": API_KEYS,
-        "NORTHSTAR_PARTITIONS": "4",
-        "LOG_LEVEL": "WARNING",
-    }
-
-
-class ServiceProcess:
-    """`python -m <module>` (a service) as a real process, to kill."""
-
-    def __init__(self, env: dict[str, str], module: str = "northstar_metrics") -> None:
-        self.env = env
-        self.module = module
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def run(self, *args: str) -> int:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            self.module,
-            *args,
-            env=self.env,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        return await asyncio.wait_for(proc.wait(), timeout=60)
-
-    async def start(self) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            self.module,
-            env=self.env,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-
-    async def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        await self.proc.wait()
-
-    async def terminate(self) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return await asyncio.wait_for(self.proc.wait(), timeout=30)
 
 
 @pytest.fixture

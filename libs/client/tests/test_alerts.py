@@ -197,7 +197,8 @@ def test_cli_bad_rule_files(suite, tmp_path: Path) -> None:
     invalid = tmp_path / "invalid.yaml"
     invalid.write_text(RULE_YAML.format(rule_id="cli-bad") + "interval_seconds: 30\n")
     output = cli(suite, "rules", "create", str(invalid), code=1)
-    assert "INVALID_ARGUMENT" in output and "rule.interval_seconds: must be at least 1 minute" in output
+    assert "INVALID_ARGUMENT" in output
+    assert "rule.interval_seconds: must be at least 1 minute" in output
     assert "NOT_FOUND" in cli(suite, "rules", "get", "cli-bad", code=1)
     # Not a rule at all: refused before any call, exit 2.
     unknown = tmp_path / "unknown.json"

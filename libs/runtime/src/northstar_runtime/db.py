@@ -16,6 +16,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from northstar_runtime.errors import Unavailable
+
 log = structlog.get_logger("northstar.db")
 
 # What a pool hands out and what a projection receives: either is a connection.
@@ -26,18 +28,34 @@ Connection: TypeAlias = (
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _MIGRATION = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
-TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
+# The database cannot be reached right now (down, restarting, refusing connections).
+UNREACHABLE_DB_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     asyncpg.exceptions.ConnectionDoesNotExistError,
     asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.InterfaceError,
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CrashShutdownError,
+    # A session the server ended mid-operation can leave asyncpg's protocol in a state its
+    # release then trips on; the pool drops that connection, the next one works.
+    # https://github.com/MagicStack/asyncpg/issues/784
+    asyncpg.exceptions.InternalClientError,
+)
+TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
+    *UNREACHABLE_DB_ERRORS,
+    asyncpg.exceptions.InterfaceError,
     asyncpg.exceptions.SerializationError,
     asyncpg.exceptions.DeadlockDetectedError,
     TimeoutError,
 )
+
+
+def unreachable(error: BaseException) -> Unavailable | None:
+    """`UNAVAILABLE` for a request that met an unreachable database (the client retries,
+    as it does when the log is down); None for any other error."""
+    if isinstance(error, UNREACHABLE_DB_ERRORS):
+        return Unavailable("the database is unreachable; retry shortly", reason="DB_UNAVAILABLE")
+    return None
 
 
 def quote_ident(name: str) -> str:

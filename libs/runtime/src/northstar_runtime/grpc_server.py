@@ -26,6 +26,7 @@ from opentelemetry import metrics, propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from northstar_runtime.auth import TENANT_HEADER, ApiKeyStore, Principal, Scope
+from northstar_runtime.db import unreachable
 from northstar_runtime.errors import (
     DeadlineExceeded,
     InvalidArgument,
@@ -277,6 +278,7 @@ def _wrap(
         span: trace.Span,
         outcome: _Outcome,
     ) -> None:
+        error = unreachable(error) or error
         if isinstance(error, NorthstarError):
             status = to_rpc_status(error)
             level = "warning" if error.code is grpc.StatusCode.INTERNAL else "info"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncpg
 import grpc
 from google.rpc import code_pb2, error_details_pb2
 
+from northstar_runtime.db import unreachable
 from northstar_runtime.errors import (
     FieldViolation,
     InvalidArgument,
@@ -36,6 +38,27 @@ def test_resource_exhausted_carries_retry_info() -> None:
     retry = error_details_pb2.RetryInfo()
     assert any(d.Unpack(retry) for d in status.details)
     assert retry.retry_delay.ToNanoseconds() == 1_500_000_000
+
+
+def test_a_database_that_cannot_be_reached_is_unavailable_not_a_crash() -> None:
+    # What asyncpg raises while PostgreSQL restarts: the caller is told to retry.
+    for driver_error in (
+        ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)"),
+        asyncpg.exceptions.CannotConnectNowError("the database system is starting up"),
+        asyncpg.exceptions.AdminShutdownError(
+            "terminating connection due to administrator command"
+        ),
+        asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle"),
+        asyncpg.exceptions.InternalClientError("cannot switch to state 15; another operation"),
+    ):
+        error = unreachable(driver_error)
+        assert error is not None, driver_error
+        assert error.code is grpc.StatusCode.UNAVAILABLE and error.reason == "DB_UNAVAILABLE"
+        retry = error_details_pb2.RetryInfo()
+        assert any(d.Unpack(retry) for d in to_rpc_status(error).details)
+    # A bug or a constraint stays what it is (INTERNAL, or the adapter's own mapping).
+    assert unreachable(ValueError("a bug")) is None
+    assert unreachable(asyncpg.exceptions.UniqueViolationError("duplicate key")) is None
 
 
 def test_not_found_names_the_resource() -> None:
