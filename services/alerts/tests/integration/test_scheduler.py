@@ -195,6 +195,38 @@ async def test_the_worker_loop_evaluates_due_rules_and_stops(alerts_db: AlertsDb
     assert sorted(metrics.reads.values()) == [1] * 10  # not due again at the same time
 
 
+async def test_stopping_commits_the_reads_that_end_within_the_drain(alerts_db: AlertsDb) -> None:
+    for rule in _rules(4):
+        await alerts_db.install(rule)
+    released = asyncio.Event()
+
+    class Held(Metrics):
+        async def observe(self, rule: Rule, at: float) -> Observation:
+            if rule.rule_id == "r0":
+                await released.wait()
+            return await super().observe(rule, at)
+
+    scheduler = _scheduler(alerts_db, "a", Held(), ManualClock(1000.0), concurrency=4)
+    task = asyncio.create_task(scheduler.run())
+
+    async def others_evaluated() -> bool:
+        return await alerts_db.pool.fetchval("SELECT count(*) FROM alert_evaluations") == 3
+
+    await assert_eventually(others_evaluated, timeout=20)
+    scheduler.stop()
+    released.set()  # r0's read ends while the evaluator drains
+    await asyncio.wait_for(task, timeout=15)
+
+    rows = await alerts_db.pool.fetch("SELECT rule_id FROM alert_evaluations")
+    assert sorted(r["rule_id"] for r in rows) == ["r0", "r1", "r2", "r3"]
+    assert (
+        await alerts_db.pool.fetchval(
+            "SELECT count(*) FROM alert_rules WHERE lease_owner IS NOT NULL"
+        )
+        == 0
+    )
+
+
 async def test_the_worker_publishes_events_a_crash_left_in_the_outbox(alerts_db: AlertsDb) -> None:
     event = transitioned(Transition("r1", "critical", INACTIVE, FIRING, 1000.0, 0.1, 0.2))
     async with alerts_db.pool.acquire() as conn, conn.transaction():
