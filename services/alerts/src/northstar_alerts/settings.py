@@ -44,7 +44,10 @@ class AlertsSettings(ServiceSettings):
         default=True, description="run the evaluation scheduler in this replica"
     )
     alerts_evaluation_concurrency: int = Field(
-        default=32, ge=1, le=1024, description="rules evaluated at once per replica"
+        default=256,
+        ge=1,
+        le=1024,
+        description="rules between claim and commit per replica (reading, or in a batch)",
     )
     alerts_evaluation_timeout_seconds: float = Field(
         default=30.0, gt=0, description="deadline of one rule's evaluation (metrics reads)"

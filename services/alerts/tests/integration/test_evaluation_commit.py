@@ -92,6 +92,45 @@ async def test_a_lost_lease_writes_nothing_and_the_taker_writes_once(alerts_db: 
     assert len(await AlertLog(alerts_db.log).history("acme", "activation")) == 2
 
 
+async def test_a_batch_commits_the_rules_it_holds_and_nothing_for_one_whose_lease_was_lost(
+    alerts_db: AlertsDb,
+) -> None:
+    for i in range(3):
+        await alerts_db.install(_rule(f"r{i}"))
+    slow, taker = alerts_db.schedule("slow", lease_s=30), alerts_db.schedule("taker", lease_s=30)
+    claims = sorted(await slow.claim(1000.0, 10), key=lambda c: c.rule.rule_id)
+    assert [c.rule.rule_id for c in claims] == ["r0", "r1", "r2"]
+    # r1's lease lapses (its evaluator stalled) and another evaluator takes it.
+    await alerts_db.pool.execute("UPDATE alert_rules SET lease_until = 1001 WHERE rule_id = 'r1'")
+    [taken] = await taker.claim(1002.0, 10)
+    assert (taken.rule.rule_id, taken.at) == ("r1", 1000.0)
+
+    outcomes = await alerts_db.recorder(slow).commit_many(
+        [(c, Observation(at=1000.0, value=0.1)) for c in claims], now=1032.0
+    )
+
+    assert [o is not None for o in outcomes] == [True, False, True]
+    rows = await alerts_db.pool.fetch("SELECT rule_id, evaluator FROM alert_evaluations")
+    assert sorted(tuple(r) for r in rows) == [("r0", "slow"), ("r2", "slow")]
+    rows = await alerts_db.pool.fetch("SELECT DISTINCT rule_id FROM notification_outbox")
+    assert sorted(r["rule_id"] for r in rows) == ["r0", "r2"]
+    assert await _count(alerts_db, "SELECT count(*) FROM event_outbox") == 4
+    assert await _count(alerts_db, "SELECT count(*) FROM alert_state WHERE rule_id = 'r1'") == 0
+    rows = await alerts_db.pool.fetch(
+        "SELECT rule_id, lease_owner, eval_at, next_due_at FROM alert_rules ORDER BY rule_id"
+    )
+    assert [tuple(r) for r in rows] == [
+        ("r0", None, None, 4600.0),
+        ("r1", "taker", 1000.0, float("-inf")),  # still the taker's to commit
+        ("r2", None, None, 4600.0),
+    ]
+    assert len(await AlertLog(alerts_db.log).history("acme", "r0")) == 2
+    assert await AlertLog(alerts_db.log).history("acme", "r1") == []
+    assert await alerts_db.recorder(taker).commit(
+        taken, Observation(at=1000.0, value=0.1), now=1033.0
+    )
+
+
 async def test_a_republished_transition_is_stored_once(alerts_db: AlertsDb) -> None:
     event = transitioned(Transition("r1", "warning", FIRING, RESOLVED, 2000.0, 0.5, 0.3))
     async with alerts_db.pool.acquire() as conn, conn.transaction():

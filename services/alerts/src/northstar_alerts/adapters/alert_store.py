@@ -28,10 +28,12 @@ from northstar_alerts.domain.state import AlertState
 from northstar_runtime.aggregates import AggregateStore
 from northstar_runtime.codec import SCHEMA_HEADER, TYPE_HEADER, UnknownRecord
 from northstar_runtime.db import Connection
-from northstar_runtime.log import LogClient, LogError
+from northstar_runtime.log import LogClient, LogError, OutgoingMessage
 
 log = structlog.get_logger("northstar.alerts.store")
 
+# How long the log has to confirm a publish of pending events (at most 500 of them).
+PUBLISH_TIMEOUT_S = 10.0
 _STATE_FIELDS = (
     "severity",
     "status",
@@ -53,23 +55,45 @@ def state_of(row: asyncpg.Record) -> AlertState:
     return AlertState(**{k: row[k] for k in _STATE_FIELDS})
 
 
+RuleKey = tuple[str, str]  # (tenant, rule_id)
+
+
 async def load_states(
     conn: Connection, tenant: str, rule_id: str, *, lock: bool = False
 ) -> dict[str, AlertState]:
     """The states of a rule's severities (absent ones are INACTIVE); `lock` holds them."""
+    return (await load_states_of(conn, [(tenant, rule_id)], lock=lock)).get((tenant, rule_id), {})
+
+
+async def load_states_of(
+    conn: Connection, rules: Sequence[RuleKey], *, lock: bool = False
+) -> dict[RuleKey, dict[str, AlertState]]:
+    """The states of many rules' severities in one statement, by rule (a rule without any
+    is absent); `lock` holds them, in key order, as every writer of states locks them, so
+    that two transactions locking several never wait on each other in a cycle."""
     rows = await conn.fetch(
-        f"SELECT {_STATE_COLUMNS} FROM alert_state WHERE tenant = $1 AND rule_id = $2"  # noqa: S608 - constant columns
-        + (" FOR UPDATE" if lock else ""),
-        tenant,
-        rule_id,
+        f"SELECT s.tenant, s.rule_id, {_STATE_COLUMNS} FROM alert_state s"  # noqa: S608 - constant columns
+        " JOIN unnest($1::text[], $2::text[]) AS k(tenant, rule_id)"
+        " ON s.tenant = k.tenant AND s.rule_id = k.rule_id"
+        " ORDER BY s.tenant, s.rule_id, s.severity" + (" FOR UPDATE OF s" if lock else ""),
+        [t for t, _ in rules],
+        [r for _, r in rules],
     )
-    return {r["severity"]: state_of(r) for r in rows}
+    out: dict[RuleKey, dict[str, AlertState]] = {}
+    for r in rows:
+        out.setdefault((r["tenant"], r["rule_id"]), {})[r["severity"]] = state_of(r)
+    return out
 
 
 async def save_states(
     conn: Connection, tenant: str, rule_id: str, states: Iterable[AlertState]
 ) -> None:
     """Write the states of a rule's severities."""
+    await save_states_of(conn, [(tenant, rule_id, s) for s in states])
+
+
+async def save_states_of(conn: Connection, states: Iterable[tuple[str, str, AlertState]]) -> None:
+    """Write the states of severities of any rules: (tenant, rule_id, state) each."""
     await conn.executemany(
         "INSERT INTO alert_state (tenant, rule_id, severity, status, since, active_at,"
         " last_breach_at, value, threshold, last_notified_at, notified_firing, acked_by,"
@@ -96,7 +120,7 @@ async def save_states(
                 s.acked_by,
                 s.ack_comment,
             )
-            for s in states
+            for tenant, rule_id, s in states
         ],
     )
 
@@ -162,19 +186,25 @@ class EventOutbox:
 
     async def add(self, conn: Connection, tenant: str, events: Sequence[AlertEvent]) -> list[int]:
         """Queue events in the caller's transaction; the ids of the rows added."""
-        ids: list[int] = []
-        for e in events:
-            event_id = await conn.fetchval(
-                "INSERT INTO event_outbox (subject, msg_id, type, payload)"
-                " VALUES ($1, $2, $3, $4) ON CONFLICT (msg_id) DO NOTHING RETURNING event_id",
-                self._alert_log.subject(tenant, e.key),
-                e.msg_id(tenant),
-                e.type,
-                orjson.dumps(event_to_json(e)),
-            )
-            if event_id is not None:
-                ids.append(int(event_id))
-        return ids
+        return await self.add_of(conn, [(tenant, e) for e in events])
+
+    async def add_of(self, conn: Connection, events: Sequence[tuple[str, AlertEvent]]) -> list[int]:
+        """Queue (tenant, event) pairs in one statement, in the caller's transaction; the ids
+        of the rows added, in the pairs' order (an event already queued adds none)."""
+        if not events:
+            return []
+        rows = await conn.fetch(
+            "INSERT INTO event_outbox (subject, msg_id, type, payload)"
+            " SELECT subject, msg_id, type, payload"
+            " FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[]) WITH ORDINALITY"
+            " AS e(subject, msg_id, type, payload, n) ORDER BY n"
+            " ON CONFLICT (msg_id) DO NOTHING RETURNING event_id",
+            [self._alert_log.subject(t, e.key) for t, e in events],
+            [e.msg_id(t) for t, e in events],
+            [e.type for _, e in events],
+            [orjson.dumps(event_to_json(e)) for _, e in events],
+        )
+        return sorted(int(r["event_id"]) for r in rows)
 
     async def publish(self, ids: Sequence[int] | None = None, *, older_than_s: float = 0) -> int:
         """Publish pending rows (these ids, or every one older than `older_than_s`) in
@@ -191,19 +221,28 @@ class EventOutbox:
                 None if ids is None else list(ids),
                 older_than_s,
             )
-            done: list[int] = []
-            for r in rows:
-                try:
-                    await self._log.append(
-                        r["subject"],
-                        bytes(r["payload"]),
-                        msg_id=r["msg_id"],
-                        headers={TYPE_HEADER: r["type"], SCHEMA_HEADER: SCHEMA_VERSION},
-                    )
-                except LogError as e:
-                    log.warning("alert event not published; kept for retry", error=str(e))
-                    break
-                done.append(int(r["event_id"]))
+            if not rows:
+                return 0
+            # Sent in event order on one connection, confirmed together: one round trip for
+            # the lot, not one per event. On a failure every row stays pending; those the
+            # log did store are dropped as duplicates (same msg-id) when they are sent again.
+            try:
+                await self._log.publish_many(
+                    [
+                        OutgoingMessage(
+                            r["subject"],
+                            bytes(r["payload"]),
+                            msg_id=r["msg_id"],
+                            headers={TYPE_HEADER: r["type"], SCHEMA_HEADER: SCHEMA_VERSION},
+                        )
+                        for r in rows
+                    ],
+                    timeout=PUBLISH_TIMEOUT_S,
+                )
+            except LogError as e:
+                log.warning("alert events not published; kept for retry", error=str(e))
+                return 0
+            done = [int(r["event_id"]) for r in rows]
             if done:
                 await conn.execute(
                     "UPDATE event_outbox SET published_at = now() WHERE event_id = ANY($1)", done

@@ -126,24 +126,42 @@ class RuleSchedule:
 
     async def hold(self, conn: Connection, claim: Claim) -> bool:
         """In the caller's transaction: lock the rule's row if this owner still leases it."""
-        held = await conn.fetchval(
-            "SELECT true FROM alert_rules WHERE tenant = $1 AND rule_id = $2"
-            " AND lease_owner = $3 AND eval_at = $4 FOR UPDATE",
-            claim.rule.tenant,
-            claim.rule.rule_id,
+        return bool(await self.hold_of(conn, [claim]))
+
+    async def hold_of(self, conn: Connection, claims: Sequence[Claim]) -> set[tuple[str, str]]:
+        """In the caller's transaction: lock the rows of the claims this owner still leases
+        (for their evaluation time), in key order; their (tenant, rule_id)s."""
+        rows = await conn.fetch(
+            "SELECT r.tenant, r.rule_id FROM alert_rules r"
+            " JOIN unnest($1::text[], $2::text[], $3::float8[]) AS c(tenant, rule_id, eval_at)"
+            " ON r.tenant = c.tenant AND r.rule_id = c.rule_id AND r.eval_at = c.eval_at"
+            " WHERE r.lease_owner = $4 ORDER BY r.tenant, r.rule_id FOR UPDATE OF r",
+            [c.rule.tenant for c in claims],
+            [c.rule.rule_id for c in claims],
+            [c.at for c in claims],
             self.owner,
-            claim.at,
         )
-        return bool(held)
+        return {(r["tenant"], r["rule_id"]) for r in rows}
 
     async def complete(self, conn: Connection, claim: Claim, *, now: float, error: str) -> None:
         """In the caller's transaction (after `hold`): free the lease, schedule the next run."""
+        await self.complete_of(conn, [(claim, error)], now=now)
+
+    async def complete_of(
+        self, conn: Connection, done: Sequence[tuple[Claim, str]], *, now: float
+    ) -> None:
+        """In the caller's transaction (after `hold_of`), for each (claim, error): free the
+        lease, schedule the next run."""
+        if not done:
+            return
         await conn.execute(
-            "UPDATE alert_rules SET next_due_at = GREATEST(eval_at + interval_s, $3),"
-            " last_evaluated_at = eval_at, last_error = $4, eval_at = NULL,"
-            " lease_owner = NULL, lease_until = NULL WHERE tenant = $1 AND rule_id = $2",
-            claim.rule.tenant,
-            claim.rule.rule_id,
+            "UPDATE alert_rules r SET next_due_at = GREATEST(r.eval_at + r.interval_s, $4),"
+            " last_evaluated_at = r.eval_at, last_error = c.error, eval_at = NULL,"
+            " lease_owner = NULL, lease_until = NULL"
+            " FROM unnest($1::text[], $2::text[], $3::text[]) AS c(tenant, rule_id, error)"
+            " WHERE r.tenant = c.tenant AND r.rule_id = c.rule_id",
+            [c.rule.tenant for c, _ in done],
+            [c.rule.rule_id for c, _ in done],
+            [e for _, e in done],
             now,
-            error,
         )
