@@ -19,6 +19,8 @@ from northstar_alerts.domain.notice import Notice
 from northstar_alerts.domain.rules import Channels
 from northstar_harness.eventually import assert_eventually
 from northstar_harness.receivers import HttpReceiver, Route, SmtpReceiver
+from northstar_runtime.db import create_pool
+from northstar_runtime.topology import Topology
 
 from .conftest import OTHER_ADMIN_KEY, READ_KEY, AlertsHosts, auth, pool_of, violated_fields
 
@@ -249,15 +251,18 @@ async def test_a_restart_mid_delivery_loses_nothing_and_repeats_no_confirmed_one
 
 
 async def test_a_delivery_claimed_by_a_dead_dispatcher_is_sent_after_its_lease(
-    alerts_hosts: AlertsHosts, http: HttpReceiver
+    alerts_hosts: AlertsHosts, http: HttpReceiver, database_url: str, namespace: str
 ) -> None:
-    # A dispatcher that claims and dies: its attempt stays in flight, its lease runs out.
-    host = await alerts_hosts.start(delivery_poll_seconds=60)
-    pool = pool_of(host)
-    nid = await write_outbox(pool, notice(Channels(webhooks=(http.url("/ok"),))))
-    [claimed] = await DeliveryStore(pool).claim(limit=10, busy={}, per_target=1, lease_s=0.5)
+    # The schema, with no dispatcher running: a started host, stopped.
+    await alerts_hosts.stop(await alerts_hosts.start())
+    pool = await create_pool(database_url, Topology(namespace).schema("alerts"))
+    try:
+        nid = await write_outbox(pool, notice(Channels(webhooks=(http.url("/ok"),))))
+        # A dispatcher that claims and dies: its attempt stays in flight, its lease runs out.
+        [claimed] = await DeliveryStore(pool).claim(limit=10, busy={}, per_target=1, lease_s=0.5)
+    finally:
+        await pool.close()
     assert claimed.notification_id == nid and claimed.attempt == 1
-    await alerts_hosts.stop(host)
     survivor = await alerts_hosts.start()
     [d] = await settled(pool_of(survivor), nid)
     assert (d["status"], d["attempts"]) == ("delivered", 2)
