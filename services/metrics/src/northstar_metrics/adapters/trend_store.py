@@ -2,7 +2,9 @@
 
 Reading every event of a 90-day range into Python is seconds; PostgreSQL aggregates the
 same rows, with exactly the definitions of domain/trend.py (whose in-memory `trend` is
-the executable definition the tests hold both to), in one pass per phase.
+the executable definition the tests hold both to), in one pass per phase. Phase 1 ranks
+the breakdown values and yields every value's cells; phase 2 (a second pass) is needed
+only when values beyond the top ones fold into `$other`.
 """
 
 from __future__ import annotations
@@ -173,6 +175,8 @@ class TrendStore:
             # The per-user hash aggregates of a 90-day range outgrow the default work_mem
             # and spill to disk: several times slower.
             await conn.execute("SELECT set_config('work_mem', $1, true)", WORK_MEM)
+            # Every grouping here can hash; sorting 100k+ rows by text keys instead (what the
+            # planner picks when its estimates are low, as without statistics) is 2-3x slower.
             await conn.execute("SELECT set_config('enable_sort', 'off', true)")
             if query.breakdown is None:
                 series = [ALL]
