@@ -21,6 +21,7 @@ from northstar_metrics.domain.filters import PropertyFilter
 from northstar_metrics.domain.time import US_PER_DAY, range_us
 from northstar_metrics.domain.trend import (
     ALL,
+    BREAKDOWN_LIMIT,
     NONE_SERIES,
     OTHER_SERIES,
     US_PER_HOUR,
@@ -227,8 +228,24 @@ class TrendStore:
             f" {bucket} AS b, user_id AS u, {number} AS x FROM events WHERE {where}"
         )
         distinct = query.measure is Measure.UNIQUE_USERS
-        text = _grouped(
+        cells = _grouped(
             inner, by_bucket=True, distinct_users=distinct, numbers=bool(query.property)
+        )
+        # Each value's range aggregate (rows with b NULL; without distinct users, the sum of
+        # its buckets'), and its cells only when no value folds into $other: with more
+        # values than a breakdown shows, the cells would be thrown away, and are many.
+        ranked = (
+            "SELECT * FROM c WHERE b IS NULL"
+            if distinct
+            else "SELECT s_kind, s_value, NULL::int AS b, sum(events)::bigint AS events,"
+            " 0 AS users, sum(numbers)::bigint AS numbers, sum(total) AS total,"
+            " min(minimum) AS minimum, max(maximum) AS maximum FROM c GROUP BY s_kind, s_value"
+        )
+        limit = sql.bind(BREAKDOWN_LIMIT)
+        text = (
+            f"WITH c AS MATERIALIZED ({cells}), t AS ({ranked})"  # noqa: S608 - fixed fragments, values bound
+            " SELECT * FROM t UNION ALL SELECT * FROM c WHERE b IS NOT NULL"
+            f" AND (SELECT count(*) FROM t WHERE s_value IS NOT NULL) <= {limit}"
         )
         rows = await conn.fetch(text, *sql.args)
         if any(r["s_kind"] for r in rows):
@@ -238,7 +255,7 @@ class TrendStore:
             lambda r: (
                 NONE_SERIES if r["s_value"] is None else SeriesId(SeriesKind.VALUE, r["s_value"])
             ),
-            distinct=distinct,
+            sum_buckets=False,
         )
         _, totals = by_key
         key_totals = {s.value: a for s, a in totals.items() if s.kind is SeriesKind.VALUE}
@@ -277,7 +294,7 @@ class TrendStore:
             inner, by_bucket=True, distinct_users=distinct, numbers=bool(query.property)
         )
         rows = await conn.fetch(text, *sql.args)
-        return _collect(rows, lambda r: _series_of(query, r), distinct=distinct)
+        return _collect(rows, lambda r: _series_of(query, r), sum_buckets=not distinct)
 
 
 def _series_of(query: TrendQuery, r: asyncpg.Record) -> SeriesId:
@@ -293,9 +310,10 @@ def _collect(
     rows: Sequence[asyncpg.Record],
     series_of: Callable[[asyncpg.Record], SeriesId],
     *,
-    distinct: bool,
+    sum_buckets: bool,
 ) -> _Cells:
-    """Cells per (series, bucket) and totals per series from `_grouped(by_bucket=True)` rows."""
+    """Cells per (series, bucket) and totals per series (rows with b NULL, or with
+    `sum_buckets` the sum of the series' cells)."""
     cells: dict[tuple[SeriesId, int], Aggregate] = {}
     totals: dict[SeriesId, Aggregate] = {}
     for r in rows:
@@ -304,7 +322,7 @@ def _collect(
             totals[s] = _aggregate(r)
         else:
             cells[(s, r["b"])] = _aggregate(r)
-    if not distinct:
+    if sum_buckets:
         for (s, _), a in cells.items():
             totals[s] = _combined(totals[s], a) if s in totals else a
     return cells, totals
