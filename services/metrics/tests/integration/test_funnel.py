@@ -269,6 +269,41 @@ async def test_late_events_duplicates_breakdown_exclusion_and_histogram(
     assert got["overall"][0][1][3] == 0.0  # u1 now created at 100 s (c1b), u3 at 0 s: median 0
 
 
+@pytest.mark.parametrize(("tenant", "exclusions"), [("t11", 63), ("t12", 64)])
+async def test_as_many_exclusions_as_a_mask_holds_and_more_match_the_reference(
+    metrics: MetricsUnderTest, tenant: str, exclusions: int
+) -> None:
+    # 63 exclusions fill the SQL bit mask (the last one on its top bit); past it, the events
+    # are matched row by row. Either way the same answer.
+    q = RefFunnel(
+        steps=(RefStep("a"), RefStep("b"), RefStep("c")),
+        first_day=DAY0,
+        last_day=DAY0,
+        breakdown="p",
+        exclusions=(
+            *((RefStep("x", (RefFilter("p", "eq", (k,)),)), 1, 2) for k in range(exclusions - 1)),
+            (RefStep("y"), 2, 3),
+        ),
+    )
+    events = [
+        Ev("a1", "a", "u1", "", at(0, 0), '{"p": 1}'),
+        Ev("x1", "x", "u1", "", at(0, 5), f'{{"p": {exclusions - 2}}}'),  # u1 stops at a
+        Ev("b1", "b", "u1", "", at(0, 10)),
+        Ev("a2", "a", "u2", "", at(0, 0), '{"p": 2}'),
+        Ev("x2", "x", "u2", "", at(0, 5), f'{{"p": {exclusions}}}'),  # matches no exclusion
+        Ev("b2", "b", "u2", "", at(0, 10)),
+        Ev("y2", "y", "u2", "", at(0, 15)),  # the last exclusion: u2 stops at b
+        Ev("c2", "c", "u2", "", at(0, 20)),
+        Ev("a3", "a", "u3", "", at(0, 0)),
+        Ev("b3", "b", "u3", "", at(0, 10)),
+        Ev("c3", "c", "u3", "", at(0, 20)),
+    ]
+    position = await metrics.append(tenant, events)
+    answer = await settled(metrics, tenant, position, q)
+    assert [s.users for s in answer.overall.steps] == [3, 2, 1]
+    assert as_reference(answer, q) == reference_funnel(q, events)
+
+
 async def test_only_users_entering_in_range_count_and_step_one_filters_still_decide(
     metrics: MetricsUnderTest,
 ) -> None:

@@ -311,6 +311,46 @@ async def test_breakdown_other_none_late_events_and_duplicates(metrics: MetricsU
     assert series[-2] == RefSeries("other", "$other", [1.0, 0.0], 1.0)  # p24
 
 
+async def test_unique_users_over_many_values_fold_into_other_exactly(
+    metrics: MetricsUnderTest,
+) -> None:
+    # 28 values, more than the breakdown shows: the users of the values past the top ones
+    # are counted once in $other across values and buckets; duplicates and a late event
+    # (an earlier day, sent last) change nothing but what they should.
+    tenant = "t156"
+    events = [
+        Ev(f"v{i}", "view", f"u{i % 5}", "", at(i % 3, i), json.dumps({"plan": f"p{i % 28:02d}"}))
+        for i in range(84)
+    ]
+    events += [
+        Ev("v3", "view", "u9", "", at(2), json.dumps({"plan": "p99"})),  # duplicate id
+        Ev("n1", "view", "u7", "", at(1), json.dumps({"amount": 3})),
+        Ev("n2", "view", "", "", at(1), json.dumps({"plan": "p01"})),  # anonymous
+    ]
+    late = [Ev("late", "view", "u8", "", at(0, 5), json.dumps({"plan": "p27"}))]
+    request = request_of(day(0), day(2), "day", "unique", event="view", breakdown="plan")
+
+    def expected(evs: list[Ev]) -> tuple[list[str], list[RefSeries]]:
+        return reference_trend(
+            evs,
+            first=day(0),
+            last=day(2),
+            interval="day",
+            measure="unique",
+            event="view",
+            breakdown="plan",
+        )
+
+    position = await metrics.append(tenant, events)
+    before = flat(await settled(metrics, tenant, position, request))
+    assert before == expected(events)
+    assert [s.value for s in before[1]][-2:] == ["$other", "$none"]
+    position = await metrics.append(tenant, late)
+    got = flat(await settled(metrics, tenant, position, request))
+    assert got == expected(events + late)
+    assert got != before
+
+
 async def test_numeric_measures_leave_empty_buckets_absent(metrics: MetricsUnderTest) -> None:
     tenant = "t151"
     events = [

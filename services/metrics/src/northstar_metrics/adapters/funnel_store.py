@@ -1,46 +1,91 @@
-"""The events a funnel reads, narrowed in PostgreSQL to what domain/funnel.py can use.
+"""The events a funnel reads, matched and grouped by user in PostgreSQL.
 
-domain/funnel.py stays the one definition of the semantics; this store only leaves out
-events that cannot change its answer, and decodes properties only where they are read:
+domain/funnel.py stays the one definition of the semantics; this store evaluates in SQL
+only what the domain would compute first for every event, and leaves out events that
+cannot change its answer:
 
 - A user without a step-1 event (by name) whose day is in the entry range enters no
-  chain, so only the events of users with one are fetched (a semi-join). The name alone
+  chain, so only the events of users with one are read (a semi-join). The name alone
   is a superset of the users whose step-1 filters match: the domain still decides.
-- Properties are read by step and exclusion filters, and by the breakdown (on step-1
-  events only). Events of a name with neither get empty properties instead of decoded
-  JSON: their masks are fixed by the name, and the breakdown never reads them.
+- Each event's step and exclusion masks are computed where it is stored, with the same
+  filter semantics (sql_filters.py); an event matching neither is never sent.
+- Each user's events come as arrays in (timestamp, event_id) order, event_id compared
+  byte-wise (as Python compares code points): one row per user instead of per event.
+- Properties are decoded only for step-1 events, and only when the breakdown reads them.
 """
 
 from __future__ import annotations
 
+from itertools import repeat
+
 import asyncpg
 import orjson
 
+from northstar_metrics.adapters.sql_filters import Params, filter_sql
 from northstar_metrics.domain.events import EventRow
-from northstar_metrics.domain.filters import compile_filters
-from northstar_metrics.domain.funnel import FunnelQuery
+from northstar_metrics.domain.filters import EventMatcher
+from northstar_metrics.domain.funnel import FunnelEvent, FunnelQuery, matched_events
 
-_SQL = """SELECT event_id, event, user_id, ts_us,
-  CASE WHEN event = ANY($6::text[]) THEN properties::text END
+# A mask is a bigint: exclusions beyond this many are rare enough for the rows path.
+MAX_SQL_EXCLUSIONS = 63
+
+_ROWS_SQL = """SELECT event_id, event, user_id, ts_us, properties::text
 FROM events
 WHERE tenant = $1 AND event = ANY($2::text[]) AND ts_us >= $3 AND ts_us < $4
   AND user_id <> ''
   AND user_id IN (
     SELECT user_id FROM events
-    WHERE tenant = $1 AND event = $5 AND ts_us >= $3 AND ts_us < $7 AND user_id <> ''
+    WHERE tenant = $1 AND event = $5 AND ts_us >= $3 AND ts_us < $6 AND user_id <> ''
   )"""
 
+# The sort of a 90-day funnel's events outgrows the default and spills to disk.
+WORK_MEM = "64MB"
 
-def property_names(query: FunnelQuery) -> list[str]:
-    """The event names whose properties the funnel reads (filters, or the breakdown)."""
-    names = {
-        m.event
-        for m in (*query.steps, *(x.matcher for x in query.exclusions))
-        if compile_filters(m.filters) is not None
-    }
+_EMPTY: dict[str, object] = {}
+
+
+def _mask(matchers: list[EventMatcher], sql: Params) -> str:
+    """The bits of the matchers an event satisfies, as a bigint expression."""
+    if not matchers:
+        return "0::bigint"
+    terms = []
+    for bit, m in enumerate(matchers):
+        conditions = [f"event = {sql.bind(m.event)}", *(filter_sql(f, sql) for f in m.filters)]
+        terms.append(f"CASE WHEN {' AND '.join(conditions)} THEN {1 << bit}::bigint ELSE 0 END")
+    return " | ".join(terms)
+
+
+def _user_events_sql(tenant: str, query: FunnelQuery) -> tuple[str, list[object]]:
+    sql = Params()
+    t, names = sql.bind(tenant), sql.bind(query.event_names)
+    since, until = sql.bind(query.since_us), sql.bind(query.until_us)
+    first, entry_until = sql.bind(query.steps[0].event), sql.bind(query.entry_until_us)
+    steps = _mask(list(query.steps), sql)
+    exclusions = _mask([x.matcher for x in query.exclusions], sql)
+    order = 'ORDER BY ts_us, event_id COLLATE "C"'
+    # Without a breakdown no properties are read at all.
+    props, props_agg = "NULL::text", "NULL::text[]"
     if query.breakdown_property:
-        names.add(query.steps[0].event)
-    return sorted(names)
+        props = f"CASE WHEN event = {first} THEN properties::text END"
+        props_agg = f"array_agg(p {order})"
+    text = (
+        f"SELECT user_id, array_agg(ts_us {order}) AS ts, array_agg(s {order}) AS steps,"  # noqa: S608 - fixed fragments, values bound
+        f" array_agg(x {order}) AS exclusions, {props_agg} AS props FROM ("
+        f"SELECT user_id, event_id, ts_us, {steps} AS s, {exclusions} AS x, {props} AS p"
+        f" FROM events WHERE tenant = {t} AND event = ANY({names}::text[])"
+        f" AND ts_us >= {since} AND ts_us < {until} AND user_id <> ''"
+        f" AND user_id IN (SELECT user_id FROM events WHERE tenant = {t} AND event = {first}"
+        f" AND ts_us >= {since} AND ts_us < {entry_until} AND user_id <> '')"
+        # Sorted once here, as every aggregate wants it: PostgreSQL then feeds them the
+        # presorted rows instead of sorting each user's events four times.
+        f' ORDER BY user_id, ts_us, event_id COLLATE "C") e WHERE s <> 0 OR x <> 0'
+        " GROUP BY user_id"
+    )
+    return text, sql.args
+
+
+def _properties(text: str | None) -> dict[str, object]:
+    return orjson.loads(text) if text is not None else _EMPTY
 
 
 class FunnelStore:
@@ -49,27 +94,48 @@ class FunnelStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def events(self, tenant: str, query: FunnelQuery) -> list[EventRow]:
-        """The events of entering users with a step or exclusion name, in the query's span."""
+    async def user_events(
+        self, tenant: str, query: FunnelQuery
+    ) -> list[tuple[str, list[FunnelEvent]]]:
+        """Each entering user's events matching a step or exclusion, ordered, masks computed.
+
+        Exactly what domain/funnel.conversions derives from the rows, for user_conversions.
+        """
+        if len(query.exclusions) > MAX_SQL_EXCLUSIONS:
+            return await self._from_rows(tenant, query)
+        text, args = _user_events_sql(tenant, query)
+        async with self._pool.acquire() as conn, conn.transaction(readonly=True):
+            await conn.execute("SELECT set_config('work_mem', $1, true)", WORK_MEM)
+            rows = await conn.fetch(text, *args)
+        if not query.breakdown_property:
+            return [(r[0], list(map(FunnelEvent, r[1], r[2], r[3], repeat(_EMPTY)))) for r in rows]
+        return [
+            (r[0], list(map(FunnelEvent, r[1], r[2], r[3], map(_properties, r[4])))) for r in rows
+        ]
+
+    async def _from_rows(
+        self, tenant: str, query: FunnelQuery
+    ) -> list[tuple[str, list[FunnelEvent]]]:
+        """The same from every event row, matched in Python: for many exclusions."""
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
-                _SQL,
+                _ROWS_SQL,
                 tenant,
                 query.event_names,
                 query.since_us,
                 query.until_us,
                 query.steps[0].event,
-                property_names(query),
                 query.entry_until_us,
             )
-        return [
+        events = (
             EventRow(
                 event_id=r[0],
                 event=r[1],
                 user_id=r[2],
                 org_id="",
                 ts_us=r[3],
-                properties=orjson.loads(r[4]) if r[4] is not None else {},
+                properties=orjson.loads(r[4]),
             )
             for r in rows
-        ]
+        )
+        return matched_events(events, query)

@@ -2,23 +2,26 @@
 
 Reading every event of a 90-day range into Python is seconds; PostgreSQL aggregates the
 same rows, with exactly the definitions of domain/trend.py (whose in-memory `trend` is
-the executable definition the tests hold both to), in one pass per phase.
+the executable definition the tests hold both to), in one pass per phase. Phase 1 ranks
+the breakdown values and yields every value's cells; phase 2 (a second pass) is needed
+only when values beyond the top ones fold into `$other`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from fractions import Fraction
 
 import asyncpg
-import orjson
 
 from northstar_metrics.adapters.event_store import EventStore
-from northstar_metrics.domain.filters import Operator, PropertyFilter
+from northstar_metrics.adapters.sql_filters import Params, filter_sql
+from northstar_metrics.domain.filters import PropertyFilter
 from northstar_metrics.domain.time import US_PER_DAY, range_us
 from northstar_metrics.domain.trend import (
     ALL,
+    BREAKDOWN_LIMIT,
     NONE_SERIES,
     OTHER_SERIES,
     US_PER_HOUR,
@@ -38,6 +41,8 @@ from northstar_runtime.db import Connection
 
 WORK_MEM = "128MB"
 
+_Cells = tuple[dict[tuple[SeriesId, int], Aggregate], dict[SeriesId, Aggregate]]
+
 # The breakdown key as domain/trend.breakdown_key spells it: strings as is, numbers in plain
 # decimal form (trim_scale: 1.0 -> 1, numeric text never uses exponents), bools as JSON.
 # Lists and objects (sorted, compact JSON) are not spelled here: the query says whether it
@@ -53,51 +58,10 @@ _COMPLEX = "jsonb_typeof(properties -> {p}) IN ('array', 'object')"
 _NUMBER = (
     "CASE WHEN jsonb_typeof(properties -> {p}) = 'number' THEN (properties -> {p})::numeric END"
 )
-_COMPARE = {
-    Operator.LESS_THAN: "<",
-    Operator.LESS_THAN_OR_EQUAL: "<=",
-    Operator.GREATER_THAN: ">",
-    Operator.GREATER_THAN_OR_EQUAL: ">=",
-}
-
-
-class _Sql:
-    """A statement's positional arguments, bound as $n: values never enter the text."""
-
-    def __init__(self) -> None:
-        self.args: list[object] = []
-
-    def bind(self, value: object) -> str:
-        self.args.append(value)
-        return f"${len(self.args)}"
-
-    def name(self, value: str | None) -> str:
-        """A property name: typed, since `jsonb -> $n` could also take an array index."""
-        return f"{self.bind(value)}::text"
-
-
-def _filter_sql(f: PropertyFilter, sql: _Sql) -> str:
-    """domain/filters.py's semantics in SQL: jsonb equality is JSON equality (1 = 1.0)."""
-    value = f"(properties -> {sql.name(f.property)})"
-    if f.operator is Operator.EQUALS:
-        return f"({value} = {sql.bind(orjson.dumps(f.values[0]).decode())}::jsonb) IS TRUE"
-    if f.operator is Operator.NOT_EQUALS:
-        # Absent: NULL, so IS NOT TRUE matches it, as the negation of EQUALS must.
-        return f"({value} = {sql.bind(orjson.dumps(f.values[0]).decode())}::jsonb) IS NOT TRUE"
-    if f.operator is Operator.IN:
-        texts = [orjson.dumps(v).decode() for v in f.values]
-        return f"({value} = ANY({sql.bind(texts)}::jsonb[])) IS TRUE"
-    # The stored number is the shortest text of its double, and so is repr(bound): decimal
-    # comparison orders them exactly as the doubles compare.
-    bound = sql.bind(Decimal(repr(f.values[0])))
-    return (
-        f"(CASE WHEN jsonb_typeof({value}) = 'number'"
-        f" THEN {value}::numeric {_COMPARE[f.operator]} {bound}::numeric END) IS TRUE"
-    )
 
 
 def _where(
-    tenant: str, query: TrendQuery, filters: Sequence[PropertyFilter], sql: _Sql
+    tenant: str, query: TrendQuery, filters: Sequence[PropertyFilter], sql: Params
 ) -> tuple[str, str]:
     """The WHERE clause of the matching events, and the bound start of the range."""
     since_us, until_us = range_us(query.first, query.last)
@@ -105,11 +69,11 @@ def _where(
     clauses = [f"tenant = {sql.bind(tenant)}", f"ts_us >= {since}", f"ts_us < {sql.bind(until_us)}"]
     if query.event:
         clauses.append(f"event = {sql.bind(query.event)}")
-    clauses.extend(_filter_sql(f, sql) for f in filters)
+    clauses.extend(filter_sql(f, sql) for f in filters)
     return " AND ".join(clauses), since
 
 
-def _bucket(query: TrendQuery, since: str, sql: _Sql) -> str:
+def _bucket(query: TrendQuery, since: str, sql: Params) -> str:
     """The bucket index of an event: its hour, or its day's bucket (week, month) by lookup."""
     if query.interval is Interval.HOUR:
         return f"((ts_us - {since}) / {US_PER_HOUR})::int"
@@ -148,10 +112,18 @@ def _combined(a: Aggregate, b: Aggregate) -> Aggregate:
     )
 
 
-def _grouped(inner: str, *, by_bucket: bool, distinct_users: bool) -> str:
+# What a trend without a numeric property aggregates of its numbers: nothing.
+_NO_NUMBERS = (
+    "0::bigint AS numbers, NULL::numeric AS total, NULL::numeric AS minimum,"
+    " NULL::numeric AS maximum"
+)
+
+
+def _grouped(inner: str, *, by_bucket: bool, distinct_users: bool, numbers: bool) -> str:
     """Aggregates per series and bucket, plus per series over the range (bucket NULL).
 
     `inner` yields s_kind, s_value, b (bucket), u (user_id), x (the number or NULL).
+    Without `numbers` (x is always NULL) their aggregates are constants, not computed.
     """
     series = "s_kind, s_value"
     if not distinct_users:
@@ -159,21 +131,23 @@ def _grouped(inner: str, *, by_bucket: bool, distinct_users: bool) -> str:
         # users, the range aggregate of a series is the sum of its buckets' (`_combined`).
         keys = f"{series}, b" if by_bucket else series
         bucket = "b" if by_bucket else "NULL::int AS b"
+        of_numbers = (
+            "count(x) AS numbers, sum(x) AS total, min(x) AS minimum, max(x) AS maximum"
+            if numbers
+            else _NO_NUMBERS
+        )
         return (
-            f"SELECT {series}, {bucket}, count(*) AS events, 0 AS users, count(x) AS numbers,"  # noqa: S608 - fixed fragments, values bound
-            " sum(x) AS total, min(x) AS minimum, max(x) AS maximum"
+            f"SELECT {series}, {bucket}, count(*) AS events, 0 AS users, {of_numbers}"  # noqa: S608 - fixed fragments, values bound
             f" FROM ({inner}) m GROUP BY {keys}"
         )
     # Distinct users by grouping on the user first (a hash aggregate), where
-    # count(DISTINCT) would sort every group.
+    # count(DISTINCT) would sort every group. Unique users never aggregate numbers.
     sets = f"({series}, b, u), ({series}, u)" if by_bucket else f"({series}, u)"
     bucket = "b" if by_bucket else "NULL::int AS b"
     return (
         f"SELECT {series}, b, sum(n)::bigint AS events,"  # noqa: S608 - fixed fragments, values bound
-        " count(*) FILTER (WHERE u <> '') AS users, sum(nx)::bigint AS numbers,"
-        " sum(sx) AS total, min(mn) AS minimum, max(mx) AS maximum FROM ("
-        f"SELECT {series}, {bucket}, u, count(*) AS n, count(x) AS nx, sum(x) AS sx,"
-        " min(x) AS mn, max(x) AS mx"
+        f" count(*) FILTER (WHERE u <> '') AS users, {_NO_NUMBERS} FROM ("
+        f"SELECT {series}, {bucket}, u, count(*) AS n"
         f" FROM ({inner}) m GROUP BY GROUPING SETS ({sets})"
         f") g GROUP BY {series}, b"
     )
@@ -202,13 +176,20 @@ class TrendStore:
             # The per-user hash aggregates of a 90-day range outgrow the default work_mem
             # and spill to disk: several times slower.
             await conn.execute("SELECT set_config('work_mem', $1, true)", WORK_MEM)
+            # Every grouping here can hash; sorting 100k+ rows by text keys instead (what the
+            # planner picks when its estimates are low, as without statistics) is 2-3x slower.
+            await conn.execute("SELECT set_config('enable_sort', 'off', true)")
             if query.breakdown is None:
                 series = [ALL]
             else:
                 planned = await self._plan(conn, tenant, query, filters)
                 if planned is None:
                     return await self._in_memory(tenant, query, filters)
-                series = planned
+                series, by_key = planned
+                if OTHER_SERIES not in series:
+                    # Every value is a series of its own: phase 1 already has the cells.
+                    cells, totals = by_key
+                    return assemble(query, series, cells, totals)
             cells, totals = await self._cells(conn, tenant, query, filters, series)
         return assemble(query, series, cells, totals)
 
@@ -231,24 +212,55 @@ class TrendStore:
         tenant: str,
         query: TrendQuery,
         filters: Sequence[PropertyFilter],
-    ) -> list[SeriesId] | None:
-        """Phase 1: rank the breakdown values over the range; None if one is a list or object."""
-        sql = _Sql()
-        where, _ = _where(tenant, query, filters, sql)
+    ) -> tuple[list[SeriesId], _Cells] | None:
+        """Phase 1: rank the breakdown values over the range; None if one is a list or object.
+
+        Also every value's cells (its own series, or $none), so that phase 2 is needed only
+        when some values fold into $other.
+        """
+        sql = Params()
+        where, since = _where(tenant, query, filters, sql)
+        bucket = _bucket(query, since, sql)
         p = sql.name(query.breakdown)
         number = _NUMBER.format(p=sql.name(query.property)) if query.property else "NULL::numeric"
         inner = (
             f"SELECT {_COMPLEX.format(p=p)} AS s_kind, {_KEY.format(p=p)} AS s_value,"  # noqa: S608 - fixed fragments, values bound
-            f" NULL::int AS b, user_id AS u, {number} AS x FROM events WHERE {where}"
+            f" {bucket} AS b, user_id AS u, {number} AS x FROM events WHERE {where}"
         )
         distinct = query.measure is Measure.UNIQUE_USERS
-        text = _grouped(inner, by_bucket=False, distinct_users=distinct)
+        cells = _grouped(
+            inner, by_bucket=True, distinct_users=distinct, numbers=bool(query.property)
+        )
+        # Each value's range aggregate (rows with b NULL; without distinct users, the sum of
+        # its buckets'), and its cells only when no value folds into $other: with more
+        # values than a breakdown shows, the cells would be thrown away, and are many.
+        ranked = (
+            "SELECT * FROM c WHERE b IS NULL"
+            if distinct
+            else "SELECT s_kind, s_value, NULL::int AS b, sum(events)::bigint AS events,"
+            " 0 AS users, sum(numbers)::bigint AS numbers, sum(total) AS total,"
+            " min(minimum) AS minimum, max(maximum) AS maximum FROM c GROUP BY s_kind, s_value"
+        )
+        limit = sql.bind(BREAKDOWN_LIMIT)
+        text = (
+            f"WITH c AS MATERIALIZED ({cells}), t AS ({ranked})"  # noqa: S608 - fixed fragments, values bound
+            " SELECT * FROM t UNION ALL SELECT * FROM c WHERE b IS NOT NULL"
+            f" AND (SELECT count(*) FROM t WHERE s_value IS NOT NULL) <= {limit}"
+        )
         rows = await conn.fetch(text, *sql.args)
         if any(r["s_kind"] for r in rows):
             return None
-        key_totals = {r["s_value"]: _aggregate(r) for r in rows if r["s_value"] is not None}
-        has_none = any(r["s_value"] is None for r in rows)
-        return plan_series(key_totals, has_none, query.measure)
+        by_key = _collect(
+            rows,
+            lambda r: (
+                NONE_SERIES if r["s_value"] is None else SeriesId(SeriesKind.VALUE, r["s_value"])
+            ),
+            sum_buckets=False,
+        )
+        _, totals = by_key
+        key_totals = {s.value: a for s, a in totals.items() if s.kind is SeriesKind.VALUE}
+        series = plan_series(key_totals, NONE_SERIES in totals, query.measure)
+        return series, by_key
 
     async def _cells(
         self,
@@ -257,9 +269,9 @@ class TrendStore:
         query: TrendQuery,
         filters: Sequence[PropertyFilter],
         series: list[SeriesId],
-    ) -> tuple[dict[tuple[SeriesId, int], Aggregate], dict[SeriesId, Aggregate]]:
+    ) -> _Cells:
         """Phase 2: each series per bucket and over the range."""
-        sql = _Sql()
+        sql = Params()
         where, since = _where(tenant, query, filters, sql)
         bucket = _bucket(query, since, sql)
         number = _NUMBER.format(p=sql.name(query.property)) if query.property else "NULL::numeric"
@@ -274,25 +286,43 @@ class TrendStore:
         inner = (
             f"SELECT {kind} AS s_kind, {value} AS s_value, b, u, x FROM ("  # noqa: S608 - fixed fragments, values bound
             f"SELECT {bucket} AS b, user_id AS u, {number} AS x, {key} AS k"
-            f" FROM events WHERE {where}) e"
+            # OFFSET 0: the key is computed once per event, not once per reference to k.
+            f" FROM events WHERE {where} OFFSET 0) e"
         )
         distinct = query.measure is Measure.UNIQUE_USERS
-        text = _grouped(inner, by_bucket=True, distinct_users=distinct)
+        text = _grouped(
+            inner, by_bucket=True, distinct_users=distinct, numbers=bool(query.property)
+        )
         rows = await conn.fetch(text, *sql.args)
-        cells: dict[tuple[SeriesId, int], Aggregate] = {}
-        totals: dict[SeriesId, Aggregate] = {}
-        for r in rows:
-            if query.breakdown is None:
-                s = ALL
-            elif r["s_kind"] == 0:
-                s = SeriesId(SeriesKind.VALUE, r["s_value"])
-            else:
-                s = OTHER_SERIES if r["s_kind"] == 1 else NONE_SERIES
-            if r["b"] is None:
-                totals[s] = _aggregate(r)
-            else:
-                cells[(s, r["b"])] = _aggregate(r)
-        if not distinct:
-            for (s, _), a in cells.items():
-                totals[s] = _combined(totals[s], a) if s in totals else a
-        return cells, totals
+        return _collect(rows, lambda r: _series_of(query, r), sum_buckets=not distinct)
+
+
+def _series_of(query: TrendQuery, r: asyncpg.Record) -> SeriesId:
+    """Phase 2's series of a row: 0 a top value (or ALL), 1 $other, 2 $none."""
+    if query.breakdown is None:
+        return ALL
+    if r["s_kind"] == 0:
+        return SeriesId(SeriesKind.VALUE, r["s_value"])
+    return OTHER_SERIES if r["s_kind"] == 1 else NONE_SERIES
+
+
+def _collect(
+    rows: Sequence[asyncpg.Record],
+    series_of: Callable[[asyncpg.Record], SeriesId],
+    *,
+    sum_buckets: bool,
+) -> _Cells:
+    """Cells per (series, bucket) and totals per series (rows with b NULL, or with
+    `sum_buckets` the sum of the series' cells)."""
+    cells: dict[tuple[SeriesId, int], Aggregate] = {}
+    totals: dict[SeriesId, Aggregate] = {}
+    for r in rows:
+        s = series_of(r)
+        if r["b"] is None:
+            totals[s] = _aggregate(r)
+        else:
+            cells[(s, r["b"])] = _aggregate(r)
+    if sum_buckets:
+        for (s, _), a in cells.items():
+            totals[s] = _combined(totals[s], a) if s in totals else a
+    return cells, totals

@@ -37,11 +37,11 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from operator import itemgetter
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from northstar_metrics.domain.events import EventRow
 from northstar_metrics.domain.filters import (
@@ -185,12 +185,13 @@ class FunnelAnswer:
     breakdowns: tuple[BreakdownResult, ...]
 
 
-class _Ev(NamedTuple):
+class FunnelEvent(NamedTuple):
+    """One event of a user as the chain search sees it: its instant and what it matches."""
+
     ts: int
-    event_id: str
     steps: int  # bit s: matches step s (0-based)
     exclusions: int  # bit k: matches exclusion k
-    row: EventRow
+    properties: Mapping[str, Any]  # read for the breakdown only (of step-1 events)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +228,7 @@ def _name_masks(query: FunnelQuery) -> dict[str, _NameMasks]:
 
 
 def _simple_chain(
-    evs: Sequence[_Ev], firsts: Sequence[int], n: int, window_us: int, overlapping: bool
+    evs: Sequence[FunnelEvent], firsts: Sequence[int], n: int, window_us: int, overlapping: bool
 ) -> tuple[int, list[int]]:
     """Plain greedy from every e1 (exclusions aside), exact when steps do not compete for events.
 
@@ -273,7 +274,7 @@ class _ChainSearch:
     exclusion event after the exclusion's opening step, which its closing step must not pass.
     """
 
-    def __init__(self, evs: Sequence[_Ev], query: FunnelQuery) -> None:
+    def __init__(self, evs: Sequence[FunnelEvent], query: FunnelQuery) -> None:
         self.evs = evs
         self.n = len(query.steps)
         self.window_us = query.window_us
@@ -452,12 +453,12 @@ def _undominated(
     return kept
 
 
-def _shares_instants(evs: Sequence[_Ev]) -> bool:
+def _shares_instants(evs: Sequence[FunnelEvent]) -> bool:
     instants = [e.ts for e in evs if e.steps]
     return len(set(instants)) != len(instants)
 
 
-def _disqualified(times: Sequence[int], evs: Sequence[_Ev], query: FunnelQuery) -> bool:
+def _disqualified(times: Sequence[int], evs: Sequence[FunnelEvent], query: FunnelQuery) -> bool:
     """Whether an exclusion event lies strictly between two steps of the chain at `times`."""
     for k, x in enumerate(query.exclusions):
         if x.to_step > len(times):
@@ -468,7 +469,9 @@ def _disqualified(times: Sequence[int], evs: Sequence[_Ev], query: FunnelQuery) 
     return False
 
 
-def _user_conversion(user: str, evs: list[_Ev], query: FunnelQuery) -> Conversion | None:
+def _user_conversion(
+    user: str, evs: Sequence[FunnelEvent], query: FunnelQuery
+) -> Conversion | None:
     n = len(query.steps)
     entry_until = query.entry_until_us
     firsts = [i for i, e in enumerate(evs) if e.steps & 1 and e.ts < entry_until]
@@ -491,18 +494,20 @@ def _user_conversion(user: str, evs: list[_Ev], query: FunnelQuery) -> Conversio
                 if depth == n:
                     break
         times = [evs[i].ts for i in search.measured_chain(first, depth)]
-    row = evs[first].row
+    properties = evs[first].properties
     prop = query.breakdown_property
-    missing = bool(prop) and row.properties.get(prop) is None
-    value = breakdown_label(row.properties, prop) if prop else ""
+    missing = bool(prop) and properties.get(prop) is None
+    value = breakdown_label(properties, prop) if prop else ""
     return Conversion(user, tuple(times), value, missing)
 
 
-def conversions(rows: Iterable[EventRow], query: FunnelQuery) -> list[Conversion]:
-    """Each entering user's depth and measured chain, in user order."""
+def matched_events(
+    rows: Iterable[EventRow], query: FunnelQuery
+) -> list[tuple[str, list[FunnelEvent]]]:
+    """Per user, the events matching a step or an exclusion in the query's span, ordered."""
     by_name = _name_masks(query)
     since, until = query.since_us, query.until_us
-    per_user: dict[str, list[_Ev]] = defaultdict(list)
+    per_user: dict[str, list[tuple[int, str, FunnelEvent]]] = defaultdict(list)
     for r in rows:
         masks = by_name.get(r.event)
         if masks is None or not r.user_id or not since <= r.ts_us < until:
@@ -515,12 +520,29 @@ def conversions(rows: Iterable[EventRow], query: FunnelQuery) -> list[Conversion
             if predicate(r.properties):
                 exclusions |= bit
         if steps or exclusions:
-            per_user[r.user_id].append(_Ev(r.ts_us, r.event_id, steps, exclusions, r))
-    out = []
+            per_user[r.user_id].append(
+                (r.ts_us, r.event_id, FunnelEvent(r.ts_us, steps, exclusions, r.properties))
+            )
     order = itemgetter(0, 1)
-    for user in sorted(per_user):
-        evs = per_user[user]
+    users = []
+    for user, evs in per_user.items():
         evs.sort(key=order)
+        users.append((user, [e for _, _, e in evs]))
+    return users
+
+
+def conversions(rows: Iterable[EventRow], query: FunnelQuery) -> list[Conversion]:
+    """Each entering user's depth and measured chain, in user order."""
+    return user_conversions(matched_events(rows, query), query)
+
+
+def user_conversions(
+    users: Iterable[tuple[str, Sequence[FunnelEvent]]], query: FunnelQuery
+) -> list[Conversion]:
+    """Each entering user's depth and measured chain, in user order, from `matched_events`
+    (or the same computed elsewhere)."""
+    out = []
+    for user, evs in sorted(users, key=itemgetter(0)):
         c = _user_conversion(user, evs, query)
         if c is not None:
             out.append(c)
@@ -632,6 +654,13 @@ def funnel(rows: Iterable[EventRow], query: FunnelQuery) -> FunnelAnswer:
     return answer(query, conversions(rows, query))
 
 
+def funnel_of_users(
+    users: Iterable[tuple[str, Sequence[FunnelEvent]]], query: FunnelQuery
+) -> FunnelAnswer:
+    """The same funnel from each user's `matched_events` (or the same computed elsewhere)."""
+    return answer(query, user_conversions(users, query))
+
+
 __all__ = [
     "DEFAULT_WINDOW_US",
     "MAX_STEPS",
@@ -640,6 +669,7 @@ __all__ = [
     "Conversion",
     "Exclusion",
     "FunnelAnswer",
+    "FunnelEvent",
     "FunnelQuery",
     "FunnelResult",
     "Histogram",
@@ -649,6 +679,9 @@ __all__ = [
     "answer",
     "conversions",
     "funnel",
+    "funnel_of_users",
     "histogram_edges",
+    "matched_events",
     "median",
+    "user_conversions",
 ]

@@ -20,7 +20,7 @@ from northstar_metrics.domain.funnel import (
     FunnelQuery,
     FunnelResult,
     HistogramSpec,
-    funnel,
+    funnel_of_users,
 )
 from northstar_metrics.entrypoints.deps import MetricsDeps
 from northstar_metrics.entrypoints.validation import date_range, rejected
@@ -159,9 +159,9 @@ class FunnelRpcs:
         tenant = current_principal().tenant
         # Read the position first: the answer then covers at least everything up to it.
         position = await self.deps.events.position()
-        rows = await FunnelStore(self.deps.pool).events(tenant, query)
+        users = await FunnelStore(self.deps.pool).user_events(tenant, query)
         # Pure CPU work: off the event loop, so health checks and other RPCs keep flowing.
-        answer = await asyncio.to_thread(funnel, rows, query)
+        answer = await asyncio.to_thread(funnel_of_users, users, query)
         response = funnel_pb2.FunnelResponse(
             window_seconds=query.window_us // US, log_position=position
         )
