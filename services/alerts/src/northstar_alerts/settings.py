@@ -83,6 +83,12 @@ class AlertsSettings(ServiceSettings):
         default=10.0, gt=0, le=120, description="whole-request timeout of a webhook or Slack call"
     )
     delivery_max_attempts: int = Field(default=8, ge=1, le=100)
+    delivery_keep_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="days a settled notification (delivered or failed, with its deliveries"
+        " and attempts) is kept; pending ones are kept until settled",
+    )
     delivery_max_age_seconds: float = Field(
         default=86_400.0, gt=0, description="a delivery not done this long after it was due fails"
     )

@@ -391,3 +391,36 @@ async def test_a_receiver_slower_than_the_timeout_is_retried(
     assert [(r["outcome"], r["http_status"]) for r in rows] == [("retry", None), ("delivered", 200)]
     assert rows[0]["error"] == "TimeoutError: no answer within 0.3s"
     assert 250 <= rows[0]["duration_ms"] < 5_000
+
+
+async def test_settled_notifications_past_their_retention_are_forgotten_pending_ones_kept(
+    alerts_hosts: AlertsHosts, database_url: str, namespace: str
+) -> None:
+    # The schema, with no dispatcher running (it would settle the pending one).
+    await alerts_hosts.stop(await alerts_hosts.start())
+    pool = await create_pool(database_url, Topology(namespace).schema("alerts"))
+    try:
+        hook = Channels(webhooks=("http://127.0.0.1:9/hook",))
+        old_done, old_failed, old_pending, new_done = [
+            await write_outbox(pool, notice(hook)) for _ in range(4)
+        ]
+        await pool.execute(
+            "UPDATE deliveries SET status = 'delivered' WHERE notification_id = ANY($1::bigint[])",
+            [old_done, new_done],
+        )
+        await pool.execute(
+            "UPDATE deliveries SET status = 'failed' WHERE notification_id = $1", old_failed
+        )
+        await pool.execute(
+            "UPDATE notification_outbox SET created_at = now() - interval '31 days'"
+            " WHERE notification_id = ANY($1::bigint[])",
+            [old_done, old_failed, old_pending],
+        )
+        assert await DeliveryStore(pool).prune(keep_days=30) == 2
+        left = await pool.fetch("SELECT notification_id FROM notification_outbox ORDER BY 1")
+        assert [r["notification_id"] for r in left] == [old_pending, new_done]
+        # Their deliveries went with them; the others' stayed.
+        kept = await pool.fetch("SELECT DISTINCT notification_id FROM deliveries ORDER BY 1")
+        assert [r["notification_id"] for r in kept] == [old_pending, new_done]
+    finally:
+        await pool.close()

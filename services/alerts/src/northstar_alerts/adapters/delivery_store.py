@@ -92,6 +92,22 @@ class DeliveryStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
+    async def prune(self, *, keep_days: float, limit: int = 10_000) -> int:
+        """Forget notifications older than `keep_days` whose every delivery is settled
+        (delivered or failed), with their deliveries and attempts; how many (at most
+        `limit` per call). A notification still pending is never forgotten."""
+        result = await self._pool.execute(
+            "DELETE FROM notification_outbox WHERE notification_id IN ("
+            " SELECT o.notification_id FROM notification_outbox o"
+            " WHERE o.created_at < now() - make_interval(secs => $1)"
+            " AND NOT EXISTS (SELECT 1 FROM deliveries d"
+            "  WHERE d.notification_id = o.notification_id AND d.status = 'pending')"
+            " ORDER BY o.notification_id LIMIT $2)",
+            keep_days * 86_400,
+            limit,
+        )
+        return int(result.split()[-1])
+
     async def claim(
         self, *, limit: int, busy: Mapping[str, int], per_target: int, lease_s: float
     ) -> list[Claimed]:

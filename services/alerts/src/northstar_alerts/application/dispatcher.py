@@ -28,6 +28,7 @@ from northstar_alerts.settings import AlertsSettings
 from northstar_runtime.db import TRANSIENT_DB_ERRORS
 
 log = structlog.get_logger("northstar.alerts.dispatcher")
+PRUNE_EVERY_S = 3600.0  # how often settled notifications past their retention are forgotten
 # A database error never ends the loop: it is logged and the next poll tries again.
 _DB_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_DB_ERRORS, asyncpg.PostgresError)
 _meter = metrics.get_meter("northstar.alerts")
@@ -51,6 +52,7 @@ class Dispatcher:
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._in_flight: dict[asyncio.Task[None], Claimed] = {}
+        self._pruned_at = float("-inf")
 
     def stop(self) -> None:
         """Claim nothing more; `run` returns once the sends in flight are settled."""
@@ -66,6 +68,7 @@ class Dispatcher:
             notifiers = Notifiers(self._settings, session)
             try:
                 while not self._stopping.is_set():
+                    await self._prune_if_due()
                     full = await self._claim_and_start(notifiers)
                     if not full:
                         self._wake.clear()
@@ -75,6 +78,20 @@ class Dispatcher:
                             )
             finally:
                 await self._drain()
+
+    async def _prune_if_due(self) -> None:
+        """Hourly: forget settled notifications older than DELIVERY_KEEP_DAYS."""
+        now = time.monotonic()
+        if now - self._pruned_at < PRUNE_EVERY_S:
+            return
+        self._pruned_at = now
+        try:
+            pruned = await self._store.prune(keep_days=self._settings.delivery_keep_days)
+        except _DB_ERRORS as e:
+            log.warning("pruning notifications failed", error=repr(e))
+            return
+        if pruned:
+            log.info("settled notifications pruned", count=pruned)
 
     async def _claim_and_start(self, notifiers: Notifiers) -> bool:
         """Start sends for due deliveries; True when every slot was filled (claim again)."""
