@@ -26,7 +26,6 @@ import contextlib
 import datetime as dt
 import os
 import platform
-import re
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -39,6 +38,7 @@ import psutil
 import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bench.report import replace_section
 from northstar.log.v1 import log_pb2
 from northstar_alerts.adapters.alert_store import EventOutbox
 from northstar_alerts.adapters.metrics_client import MetricsClient
@@ -452,17 +452,6 @@ Reproduce: `make bench-alerts` (`--quick`: 1,000 rules across 10 tenants, 3 minu
 """
 
 
-def write_section(section: str, path: Path) -> None:
-    """Replace (or append) the alerts section of BENCHMARKS.md."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(START_MARK) + ".*?" + re.escape(END_MARK) + "\n?", re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: section, text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
-
-
 def main() -> None:
     """Entry point."""
     parser = argparse.ArgumentParser(prog="bench.alerts", description=__doc__)
@@ -471,7 +460,7 @@ def main() -> None:
     args = parser.parse_args()
     results = asyncio.run(run(args.quick))
     log.info("alerts benchmark", **results)
-    write_section(render(results, args.quick), args.out)
+    replace_section(args.out, START_MARK, END_MARK, render(results, args.quick))
 
 
 if __name__ == "__main__":

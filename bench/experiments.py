@@ -21,7 +21,6 @@ import datetime as dt
 import multiprocessing
 import os
 import platform
-import re
 import statistics
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ import grpc
 import psutil
 import structlog
 
+from bench.report import replace_section
 from northstar.experiments.v1 import experiments_pb2 as pb
 from northstar.experiments.v1 import experiments_pb2_grpc
 from northstar_experiments.adapters import aggregates
@@ -415,17 +415,6 @@ users; the exact path computes the statistics from the per-user rows at query ti
 """
 
 
-def write_section(section: str, path: Path) -> None:
-    """Replace (or append) the experiments section of BENCHMARKS.md."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(START_MARK) + ".*?" + re.escape(END_MARK) + "\n?", re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: section, text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
-
-
 def main() -> None:
     """Entry point."""
     parser = argparse.ArgumentParser(prog="bench.experiments", description=__doc__)
@@ -434,7 +423,7 @@ def main() -> None:
     args = parser.parse_args()
     results = asyncio.run(run(args.quick))
     log.info("experiments benchmark", **results)
-    write_section(render(results, args.quick), args.out)
+    replace_section(args.out, START_MARK, END_MARK, render(results, args.quick))
 
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@ import orjson
 
 from bench import profiling
 from bench.dataset import Shape, generate
+from bench.report import replace_section
 from bench.run import (
     API_KEY,
     RESULTS,
@@ -1505,16 +1506,7 @@ def where_time_goes(r: dict[str, Any]) -> list[str]:
 
 def write_section(results: dict[str, Any]) -> None:
     """Replace (or append) the Queries section of BENCHMARKS.md; keep everything else."""
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    section = render(results)
-    if MARK_START in text and MARK_END in text:
-        before, rest = text.split(MARK_START, 1)
-        _, after = rest.split(MARK_END, 1)
-        text = before + section.rstrip("\n") + after
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
+    replace_section(ROOT / "BENCHMARKS.md", MARK_START, MARK_END, render(results))
 
 
 def main() -> None:

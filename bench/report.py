@@ -619,6 +619,19 @@ QUERIES_START = "<!-- queries:start -->"
 QUERIES_END = "<!-- queries:end -->"
 
 
+def replace_section(path: Path, start: str, end: str, section: str) -> None:
+    """Put `section` (which begins with the `start` mark and ends with the `end` one) in
+    place of the marked part of `path`, or after the rest when the file has none; keep
+    everything else."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    first, last = text.find(start), text.find(end)
+    if 0 <= first < last:
+        text = text[:first] + section.rstrip("\n") + text[last + len(end) :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+
+
 def write(results: dict[str, Any], root: Path) -> None:
     """Write BENCHMARKS.md and the plots under docs/bench/."""
     paths = plots(results, root)
