@@ -415,12 +415,7 @@ class Projector:
                 position=row["position"],
             )
             await self._projection.reset(conn)
-            await conn.execute(
-                "UPDATE projection_checkpoints SET position = 0, version = $2, updated_at = now()"
-                " WHERE projection = $1",
-                self.name,
-                self.version,
-            )
+            await self._save_checkpoint(conn, 0)
             await conn.execute(
                 "UPDATE dead_letters SET replayed_at = now()"
                 " WHERE projection = $1 AND replayed_at IS NULL",
@@ -439,7 +434,7 @@ class Projector:
         await conn.execute(
             "INSERT INTO projection_checkpoints (projection, position, version)"
             " VALUES ($1, $2, $3) ON CONFLICT (projection) DO UPDATE"
-            " SET position = excluded.position, updated_at = now()",
+            " SET position = excluded.position, version = excluded.version, updated_at = now()",
             self.name,
             position,
             self.version,
