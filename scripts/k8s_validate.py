@@ -489,13 +489,13 @@ def check_dockerfiles(report: Report) -> None:
 
 
 def _workspace_packages() -> list[str]:
-    """The names of the workspace's own packages (libs/*, services/*)."""
-    names = []
-    for pyproject in sorted(
-        [*ROOT.glob("libs/*/pyproject.toml"), *ROOT.glob("services/*/pyproject.toml")]
-    ):
-        names.append(tomllib.loads(pyproject.read_text())["project"]["name"])
-    return names
+    """The names of the workspace's own packages (the root pyproject's members)."""
+    members = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["uv"]["workspace"]
+    return sorted(
+        tomllib.loads(pyproject.read_text())["project"]["name"]
+        for pattern in members["members"]
+        for pyproject in ROOT.glob(f"{pattern}/pyproject.toml")
+    )
 
 
 def check_install_alone(report: Report) -> None:
@@ -504,6 +504,9 @@ def check_install_alone(report: Report) -> None:
     if uv is None:
         report.fail("images", "uv not found")
         return
+    # uv caches a built local package by its pyproject.toml only: without reinstalling
+    # them, a changed module (regenerated protos) would install stale.
+    reinstall = [f"--reinstall-package={p}" for p in _workspace_packages()]
     for service in SERVICES:
         with tempfile.TemporaryDirectory(prefix=f"northstar-{service}-") as tmp:
             venv = Path(tmp) / "venv"
@@ -518,9 +521,7 @@ def check_install_alone(report: Report) -> None:
                     "--no-editable",
                     "--package",
                     f"northstar-{service}",
-                    # uv caches a built local package by its pyproject.toml only: without
-                    # this a changed module (regenerated protos) would install stale.
-                    *(f"--reinstall-package={p}" for p in _workspace_packages()),
+                    *reinstall,
                 ],
                 [str(venv / "bin" / "python"), "-c", f"import northstar_{service}.__main__"],
             ]
