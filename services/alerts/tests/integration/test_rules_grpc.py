@@ -88,3 +88,14 @@ async def test_invalid_rules_name_their_fields(stub: Stub) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.TestRule(pb.TestRuleRequest(definition=bad), metadata=auth(ADMIN_KEY))
     assert violated_fields(err.value) == ["definition.threshold.warning"]
+    # Also what the request's conversion refuses, before the domain's checks.
+    no_condition = _rule()
+    no_condition.ClearField("threshold")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.CreateRule(pb.CreateRuleRequest(rule=no_condition), metadata=auth(ADMIN_KEY))
+    assert violated_fields(err.value) == ["rule.condition"]
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.TestRule(
+            pb.TestRuleRequest(definition=_rule(rule_id="")), metadata=auth(ADMIN_KEY)
+        )
+    assert violated_fields(err.value) == ["definition.rule_id"]

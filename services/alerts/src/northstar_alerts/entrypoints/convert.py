@@ -64,9 +64,9 @@ def _levels(msg: pb.Levels, field: str) -> tuple[Comparator, float | None, float
 def _condition(msg: pb.Rule) -> Condition:
     which = msg.WhichOneof("condition")
     if which == "threshold":
-        return Threshold(*_levels(msg.threshold, "rule.threshold"))
+        return Threshold(*_levels(msg.threshold, "threshold"))
     if which == "relative_change":
-        return RelativeChange(*_levels(msg.relative_change, "rule.relative_change"))
+        return RelativeChange(*_levels(msg.relative_change, "relative_change"))
     if which == "anomaly":
         a = msg.anomaly
         return Anomaly(
@@ -74,7 +74,7 @@ def _condition(msg: pb.Rule) -> Condition:
             relative=a.relative if a.HasField("relative") else None,
             severity=_SEVERITIES.get(a.severity, WARNING),
         )
-    raise _invalid("rule.condition", "one of threshold, relative_change, anomaly is required")
+    raise _invalid("condition", "one of threshold, relative_change, anomaly is required")
 
 
 # The domain names a rule's parts by their meaning; a request names them by its fields.
@@ -88,7 +88,6 @@ _REQUEST_FIELDS = {
 
 def request_field(path: str, msg: pb.Rule, prefix: str) -> str:
     """A domain field path (`condition.critical`) as the request's (`rule.threshold.critical`)."""
-    path = path.removeprefix("rule.")
     head, dot, rest = path.partition(".")
     if head == "condition":
         head = msg.WhichOneof("condition") or "condition"
@@ -113,11 +112,12 @@ def request_fields(msg: pb.Rule, prefix: str) -> Iterator[None]:
 
 
 def rule_from_proto(msg: pb.Rule, tenant: str) -> Rule:
-    """The domain rule of a request (defaults applied; validated by the domain)."""
+    """The domain rule of a request (defaults applied; validated by the domain). Field
+    violations name the Rule message's fields; `request_fields` puts the request's path first."""
     if not msg.rule_id:
-        raise _invalid("rule.rule_id", "required")
+        raise _invalid("rule_id", "required")
     if msg.series.kind not in _KINDS:
-        raise _invalid("rule.series.kind", "required")
+        raise _invalid("series.kind", "required")
     return Rule(
         rule_id=msg.rule_id,
         tenant=tenant,
