@@ -31,6 +31,17 @@ from northstar_runtime.tls import client_ssl_context
 from northstar_runtime.topology import Topology
 
 log = structlog.get_logger("northstar.log")
+# JetStream errors that pass: a server error (500, e.g. "error creating store for stream"
+# while its disk or file handles are short) or JetStream unavailable. Provisioning retries them.
+_PASSING_JS_ERRORS: tuple[type[Exception], ...] = (
+    nats.js.errors.ServerError,
+    nats.js.errors.ServiceUnavailableError,
+)
+_PROVISIONING_ERRORS: tuple[type[Exception], ...] = (
+    nats.errors.TimeoutError,
+    nats.errors.NoRespondersError,
+    *_PASSING_JS_ERRORS,
+)
 
 # JetStream's "wrong last sequence" error: an optimistic-concurrency conflict.
 _WRONG_LAST_SEQUENCE = 10071
@@ -225,13 +236,9 @@ class LogClient:
             await self._ensure_stream(config)
 
     async def _ensure_stream(self, config: api.StreamConfig) -> None:
-        # A server error (500: e.g. "error creating store for stream" while its disk or
-        # file handles are short) or an unavailable JetStream passes: retry it briefly.
         try:
             async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(
-                    (nats.js.errors.ServerError, nats.js.errors.ServiceUnavailableError)
-                ),
+                retry=retry_if_exception_type(_PASSING_JS_ERRORS),
                 wait=wait_exponential_jitter(multiplier=0.2, max=2.0),
                 stop=stop_after_delay(15),
                 reraise=True,
@@ -242,10 +249,8 @@ class LogClient:
                     except nats.js.errors.BadRequestError:
                         # Exists with another configuration (e.g. replicas changed).
                         await self.js.update_stream(config)
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as e:
+        except _PROVISIONING_ERRORS as e:
             raise LogUnavailable(f"could not provision stream {config.name}: {e!r}") from e
-        except (nats.js.errors.ServerError, nats.js.errors.ServiceUnavailableError) as e:
-            raise LogUnavailable(f"could not provision stream {config.name}: {e}") from e
 
     async def publish_many(
         self, messages: Sequence[OutgoingMessage], *, timeout: float
