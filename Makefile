@@ -40,7 +40,7 @@ faults: setup ## Both fault tiers: the quick one of `make test` and the long one
 lint: setup ## ruff, mypy (strict outside tests) and buf lint
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
-	$(UV) run --frozen mypy libs/runtime/src libs/harness/src libs/client/src services/ingest/src services/metrics/src services/experiments/src services/alerts/src
+	$(UV) run --frozen mypy libs/runtime/src libs/harness/src libs/client/src services/ingest/src services/metrics/src services/experiments/src services/alerts/src services/reports/src
 	@if [ -x node_modules/.bin/buf ]; then node_modules/.bin/buf lint && echo "buf lint: clean"; else echo "buf not installed: skipped"; fi
 
 fmt: setup ## Format the code

@@ -1,0 +1,1 @@
+"""Northstar reports service: scheduled business reports, rendered and delivered."""
