@@ -1,6 +1,7 @@
 """The long fault tier (`make faults`): faults under a retrying load of a realistic event mix.
 
-Every service process is killed with SIGKILL, NATS and PostgreSQL are restarted, the
+Every service process is killed with SIGKILL (and, with two replicas of ingest, metrics and
+experiments, the first of each while the second serves), NATS and PostgreSQL are restarted, the
 projectors are paused for a minute, a poison entry is written to the log, each while a
 client that sends every request twice (and retries each until answered) loads ingest.
 Afterwards ActiveUsers, Retention, Funnel, Revenue and the experiment's GetResults equal a
@@ -350,10 +351,18 @@ def _matcher(step: Any) -> filters_pb2.EventMatcher:
 
 
 class Stack:
-    """Ingest, metrics, experiments and alerts as processes on the test's own servers."""
+    """Ingest, metrics, experiments and alerts as processes on the test's own servers.
 
-    def __init__(self, nats_url: str, database_url: str, logs: Path) -> None:
-        self.ports = {name: free_port() for name in SERVICES}
+    Each service named in `replicas` runs a second process, `<name>-b`, beside the first:
+    ingest replicas share the load, metrics and experiments replicas answer queries and
+    stand by for the projector lock the first one holds.
+    """
+
+    def __init__(
+        self, nats_url: str, database_url: str, logs: Path, replicas: tuple[str, ...] = ()
+    ) -> None:
+        modules = {**SERVICES, **{f"{name}-b": SERVICES[name] for name in replicas}}
+        self.ports = {name: free_port() for name in modules}
         self.processes = {
             name: ServiceProcess(
                 {
@@ -363,7 +372,7 @@ class Stack:
                 module=module,
                 log=logs / f"{name}.log",
             )
-            for name, module in SERVICES.items()
+            for name, module in modules.items()
         }
         self.channels = {
             name: grpc.aio.insecure_channel(f"127.0.0.1:{port}")
@@ -374,11 +383,27 @@ class Stack:
         self.experiments = experiments_pb2_grpc.ExperimentsServiceStub(self.channels["experiments"])
         self.alerts = alerts_pb2_grpc.AlertsServiceStub(self.channels["alerts"])
 
+    def replica(self, name: str, side: str) -> str:
+        """The process name of a service's replica `a` (the first) or `b`."""
+        return name if side == "a" else f"{name}-b"
+
+    def ingest_stubs(self) -> list[ingest_pb2_grpc.IngestServiceStub]:
+        """Every ingest replica's stub, the first one first."""
+        names = [n for n in self.channels if n == "ingest" or n == "ingest-b"]
+        return [ingest_pb2_grpc.IngestServiceStub(self.channels[n]) for n in names]
+
+    def readers(self) -> list[tuple[str, str]]:
+        """(metrics, experiments) process names of each side that serves queries."""
+        sides = [("metrics", "experiments")]
+        if "metrics-b" in self.channels:
+            sides.append(("metrics-b", "experiments-b"))
+        return sides
+
     async def start(self) -> None:
         """Start every service and wait until each reports SERVING."""
         for process in self.processes.values():
             await process.start()
-        for name in SERVICES:
+        for name in self.processes:
             await self.serving(name)
 
     async def serving(self, name: str, timeout: float = 60) -> None:
@@ -403,11 +428,15 @@ class Stack:
                 process.resume()
                 await process.terminate()
 
-    async def answers(self) -> Answers:
-        """Every compared answer, as the services give it now."""
+    async def answers(self, side: str = "a") -> Answers:
+        """Every compared answer, as the replicas of `side` give it now."""
         span = {"from_date": FIRST.isoformat(), "to_date": LAST.isoformat()}
         read = {"metadata": auth(READER_KEY), "timeout": 10}
-        active = await self.metrics.ActiveUsers(metrics_pb2.ActiveUsersRequest(**span), **read)
+        metrics = metrics_pb2_grpc.MetricsServiceStub(self.channels[self.replica("metrics", side)])
+        experiments = experiments_pb2_grpc.ExperimentsServiceStub(
+            self.channels[self.replica("experiments", side)]
+        )
+        active = await metrics.ActiveUsers(metrics_pb2.ActiveUsersRequest(**span), **read)
         retention = []
         for q in RETENTION:
             segment = None
@@ -415,7 +444,7 @@ class Stack:
                 segment = retention_pb2.CohortSegment(
                     attribute=retention_pb2.COHORT_ATTRIBUTE_CHANNEL, value=q["segment"][1]
                 )
-            r = await self.metrics.Retention(
+            r = await metrics.Retention(
                 retention_pb2.RetentionRequest(
                     granularity=retention_pb2.CohortGranularity.Value(
                         f"COHORT_GRANULARITY_{q['granularity'].upper()}"
@@ -432,7 +461,7 @@ class Stack:
                 (*_row(c, "cohort_start", "cohort_end", "size"), _cells(c.cells)) for c in r.cohorts
             ]
             retention.append((rows, _cells(r.combined)))
-        funnel = await self.metrics.Funnel(
+        funnel = await metrics.Funnel(
             funnel_pb2.FunnelRequest(
                 steps=[_matcher(s) for s in FUNNEL.steps],
                 window_seconds=FUNNEL.window_us // US,
@@ -440,8 +469,8 @@ class Stack:
             ),
             **read,
         )
-        revenue = await self.metrics.Revenue(revenue_pb2.RevenueRequest(**span), **read)
-        results = await self.experiments.GetResults(
+        revenue = await metrics.Revenue(revenue_pb2.RevenueRequest(**span), **read)
+        results = await experiments.GetResults(
             xpb.GetResultsRequest(experiment_key=EXPERIMENT), **read
         )
         return Answers(
@@ -527,9 +556,13 @@ class Stack:
 
 @dataclass
 class RetryingClient:
-    """What a careless client behind a flaky network does, and what it was told."""
+    """What a careless client behind a flaky network does, and what it was told.
 
-    stub: ingest_pb2_grpc.IngestServiceStub
+    With several ingest replicas it sends each call to the next one in turn, as a
+    round-robin balancer does, so a retry after a failed call goes to another replica.
+    """
+
+    stubs: list[ingest_pb2_grpc.IngestServiceStub]
     told: dict[str, int] = field(default_factory=dict)  # event id -> last status told
     calls: int = 0
     failed: int = 0
@@ -539,9 +572,10 @@ class RetryingClient:
         request = ingest_pb2.TrackRequest(events=batch)
         for _ in range(2):
             while True:
+                stub = self.stubs[self.calls % len(self.stubs)]
                 self.calls += 1
                 try:
-                    reply = await self.stub.Track(request, metadata=auth(WRITER_KEY), timeout=5)
+                    reply = await stub.Track(request, metadata=auth(WRITER_KEY), timeout=5)
                 except grpc.aio.AioRpcError as e:
                     assert e.code() in RETRYABLE, e
                     self.failed += 1
@@ -574,18 +608,23 @@ class RetryingClient:
 
 
 async def query_load(stack: Stack, stop: asyncio.Event) -> tuple[int, int]:
-    """Readers asking metrics and experiments all along; (answered, failed) calls."""
+    """Readers asking metrics and experiments (every replica in turn) all along; (answered,
+    failed) calls."""
     answered = failed = 0
+    sides = stack.readers()
     while not stop.is_set():
+        metrics_name, experiments_name = sides[(answered + failed) % len(sides)]
+        metrics = metrics_pb2_grpc.MetricsServiceStub(stack.channels[metrics_name])
+        experiments = experiments_pb2_grpc.ExperimentsServiceStub(stack.channels[experiments_name])
         for call in (
-            stack.metrics.ActiveUsers(
+            metrics.ActiveUsers(
                 metrics_pb2.ActiveUsersRequest(
                     from_date=FIRST.isoformat(), to_date=LAST.isoformat()
                 ),
                 metadata=auth(READER_KEY),
                 timeout=2,
             ),
-            stack.experiments.GetResults(
+            experiments.GetResults(
                 xpb.GetResultsRequest(experiment_key=EXPERIMENT),
                 metadata=auth(READER_KEY),
                 timeout=2,
@@ -613,13 +652,14 @@ class Outcome:
     settled_seconds: float
 
 
-async def settled(stack: Stack, want: Answers) -> float:
-    """Wait until every answer equals the reference; returns the seconds it took."""
+async def settled(stack: Stack, want: Answers, side: str = "a") -> float:
+    """Wait until every answer of `side`'s replicas equals the reference; returns the seconds
+    it took."""
     start = time.monotonic()
 
     async def equal() -> bool:
         try:
-            got = await stack.answers()
+            got = await stack.answers(side)
         except grpc.aio.AioRpcError as e:
             raise AssertionError(f"not answering yet: {e.code()}") from e
         for name in (f.name for f in fields(Answers)):
@@ -637,14 +677,18 @@ async def parked(stack: Stack, service: str) -> list[dict[str, Any]]:
 
 
 async def under_load(
-    stack: Stack, fault: Callable[[], Awaitable[None]], poison: list[int] | None = None
+    stack: Stack,
+    fault: Callable[[], Awaitable[None]],
+    poison: list[int] | None = None,
+    side: str = "a",
 ) -> Outcome:
-    """Run the workload, inject `fault` once a third is answered, then check every answer.
+    """Run the workload, inject `fault` once a third is answered, then check every answer
+    (of `side`'s replicas).
 
     Nothing may be parked on a dead-letter subject, except the log positions in `poison`.
     """
     events = workload()
-    client = RetryingClient(stack.ingest)
+    client = RetryingClient(stack.ingest_stubs())
     at_a_third = asyncio.Event()
     stop_queries = asyncio.Event()
 
@@ -665,7 +709,7 @@ async def under_load(
 
     accepted_ids = {i for i, status in client.told.items() if status in ANSWERED}
     assert accepted_ids == {e.event_id for e in events}, "an event was never told accepted"
-    settle = await settled(stack, expected([e for e in events if e.event_id in accepted_ids]))
+    settle = await settled(stack, expected([e for e in events if e.event_id in accepted_ids]), side)
     listed = await asyncio.gather(parked(stack, "metrics"), parked(stack, "experiments"))
     for rows in listed:
         assert [r["position"] for r in rows] == (poison or []), rows
@@ -719,6 +763,50 @@ async def test_a_service_killed_under_load_loses_and_doubles_nothing(
     outcome = await under_load(stack, kill_and_restart)
     if service == "ingest":
         assert outcome.failed_calls > 0  # the kill met requests, which were retried
+    await _rule_survives(stack)
+
+
+@pytest.fixture
+async def replicated(
+    private_nats: NatsServer, private_postgres: PostgresServer, tmp_path: Path
+) -> AsyncIterator[Stack]:
+    """The stack with two replicas of ingest, metrics and experiments."""
+    s = Stack(
+        private_nats.url,
+        private_postgres.dsn,
+        tmp_path,
+        replicas=("ingest", "metrics", "experiments"),
+    )
+    try:
+        await s.start()
+        await s.define_experiment()
+        await s.define_rule()
+        yield s
+    finally:
+        await s.stop()
+
+
+async def test_one_replica_killed_while_the_other_serves_loses_and_doubles_nothing(
+    replicated: Stack,
+) -> None:
+    # The first replica of ingest, metrics and experiments is SIGKILLed under load and stays
+    # down: the client's next calls go to the other ingest, the other metrics and
+    # experiments take their projector locks over and the answers, read from them alone,
+    # settle exact. Started again, the first replicas answer the same.
+    stack = replicated
+    first = [stack.processes[name] for name in ("ingest", "metrics", "experiments")]
+
+    async def kill_the_first() -> None:
+        for process in first:
+            await process.kill()
+
+    outcome = await under_load(stack, kill_the_first, side="b")
+    assert outcome.failed_calls > 0  # calls to the killed ingest failed and went elsewhere
+    assert not any(p.running for p in first)
+    for name in ("ingest", "metrics", "experiments"):
+        await stack.processes[name].start()
+        await stack.serving(name)
+    await settled(stack, await stack.answers("b"), "a")
     await _rule_survives(stack)
 
 
