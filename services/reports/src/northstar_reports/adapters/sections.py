@@ -255,10 +255,12 @@ class GrpcSectionSource:
             Section.SECTION_FUNNEL: funnel,
             Section.SECTION_DATA_QUALITY: data_quality,
         }
-        failures = await asyncio.gather(*(self._guarded(s, builders[s], tenant) for s in asked))
+        try:
+            failures = await asyncio.gather(*(self._guarded(s, builders[s], tenant) for s in asked))
+        finally:
+            if kpis is not None and not kpis.done():  # the caller gave up: so does the read
+                kpis.cancel()
         report.errors.extend(f for f in failures if f is not None)
-        if kpis is not None and not kpis.done():  # pragma: no cover - both sections awaited it
-            kpis.cancel()
         return report
 
     async def _guarded(
