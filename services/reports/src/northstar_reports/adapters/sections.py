@@ -200,7 +200,11 @@ class GrpcSectionSource:
         period: reports_pb2.Period,
         sections: Sequence[reports_pb2.Section.ValueType],
     ) -> reports_pb2.Report:
-        """The asked sections of `tenant`'s report for `period`, and why any is missing."""
+        """The asked sections of `tenant`'s report for `period`, and why any is missing.
+
+        Sections are filled in the Report's own fields (unknown or repeated ones are asked
+        once); a malformed period (dates, zone) is a ValueError, before any call.
+        """
         at = ReportPeriod.of(schedule, period)
         asked = [s for s in dict.fromkeys(sections) if s in _OWNER]
         kpis: asyncio.Task[kpis_pb2.KpisResponse] | None = None
@@ -451,9 +455,8 @@ class GrpcSectionSource:
                     AlertTransition(
                         rule.rule_id,
                         entry.severity,
-                        _STATUS_NAME.get(
-                            entry.to_status, alerts_pb2.AlertStatus.Name(entry.to_status)
-                        ),
+                        # Other statuses (pending, inactive) only end a firing.
+                        _STATUS_NAME.get(entry.to_status, str(entry.to_status)),
                         entry.at_us,
                         ref,
                     )
