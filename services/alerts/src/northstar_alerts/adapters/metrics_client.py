@@ -1,10 +1,10 @@
 """The metrics service as the evaluator reads it: a rule's series as an Observation.
 
-Calls carry the alerts service's `service`-scope key and `x-northstar-tenant` (the rule's
-tenant), each with its own deadline, retried with jittered backoff on UNAVAILABLE and
-DEADLINE_EXCEEDED only; identical reads within `cache_s` seconds share one call. Any
-failure yields an Observation with `error` set, which the evaluator records as an ERROR
-evaluation and the state machine never takes for a resolve.
+Calls (northstar_runtime.upstream) carry the alerts service's `service`-scope key and
+`x-northstar-tenant` (the rule's tenant), each with its own deadline, retried with jittered
+backoff on UNAVAILABLE and DEADLINE_EXCEEDED only; identical reads within `cache_s` seconds
+share one call. Any failure yields an Observation with `error` set, which the evaluator
+records as an ERROR evaluation and the state machine never takes for a resolve.
 
 What is read, for a rule evaluated at time `at` (readings in docs/spec-readings.md):
 
@@ -30,12 +30,6 @@ from typing import Any, TypeVar, cast
 import grpc
 import structlog
 from google.protobuf.message import Message
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 
 from northstar.metrics.v1 import (
     activation_pb2,
@@ -48,15 +42,13 @@ from northstar.metrics.v1 import (
 from northstar_alerts.domain.rules import Anomaly, RelativeChange, Rule
 from northstar_alerts.domain.state import Observation
 from northstar_alerts.settings import AlertsSettings
-from northstar_runtime.auth import TENANT_HEADER
-from northstar_runtime.tls import channel_credentials
+from northstar_runtime.upstream import ClientTls, TenantCalls, open_channel
 
 log = structlog.get_logger("northstar.alerts.metrics")
 R = TypeVar("R", bound=Message)
 T = TypeVar("T")
 
 BASELINE_DAYS = 28
-_TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 _MONTHLY_KPIS = ("ltv_to_cac", "mrr_growth_mom", "churn_rate", "viral_coefficient")
 _DAILY_SERIES = {
     "dau": series_pb2.DAILY_SERIES_DAU,
@@ -91,10 +83,6 @@ def previous_kpi_day(kpi: str, day: dt.date) -> dt.date:
         # Any day of the previous month: its last complete month is the one before.
         return (day.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
     return day - dt.timedelta(days=30)
-
-
-def _transient(error: BaseException) -> bool:
-    return isinstance(error, grpc.aio.AioRpcError) and error.code() in _TRANSIENT
 
 
 class ReadCache:
@@ -156,27 +144,22 @@ class MetricsClient:
     ) -> None:
         self._channel = channel
         self._stub = metrics_pb2_grpc.MetricsServiceStub(channel)
-        self._api_key = api_key
-        self._deadline_s = deadline_s
-        self._attempts = attempts
-        self._backoff_s = backoff_s
+        self._calls = TenantCalls(
+            api_key, deadline_s=deadline_s, attempts=attempts, backoff_s=backoff_s
+        )
         self._cache = ReadCache(cache_s)
 
     @classmethod
     def from_settings(cls, s: AlertsSettings) -> MetricsClient:
         """A client of the metrics service the settings name."""
-        options = [("grpc.keepalive_time_ms", 30_000)]
-        if s.metrics_service_tls or s.metrics_service_tls_ca_file is not None:
-            creds = channel_credentials(
-                s.metrics_service_tls_ca_file,
-                s.metrics_service_tls_cert_file,
-                s.metrics_service_tls_key_file,
-            )
-            channel = grpc.aio.secure_channel(s.metrics_service_address, creds, options=options)
-        else:
-            channel = grpc.aio.insecure_channel(s.metrics_service_address, options=options)
+        tls = ClientTls(
+            enabled=s.metrics_service_tls,
+            ca_file=s.metrics_service_tls_ca_file,
+            cert_file=s.metrics_service_tls_cert_file,
+            key_file=s.metrics_service_tls_key_file,
+        )
         return cls(
-            channel,
+            open_channel(s.metrics_service_address, tls),
             s.metrics_service_api_key,
             deadline_s=s.metrics_service_deadline_seconds,
             attempts=s.metrics_service_attempts,
@@ -190,19 +173,7 @@ class MetricsClient:
     async def _call(self, call: Callable[..., Awaitable[R]], request: Message, tenant: str) -> R:
         # Each RPC has its own request type: the type and the bytes name the read.
         key = (type(request).__name__, tenant, request.SerializeToString(deterministic=True))
-        return await self._cache.get(key, lambda: self._retried(call, request, tenant))
-
-    async def _retried(self, call: Callable[..., Awaitable[R]], request: Message, tenant: str) -> R:
-        metadata = (("authorization", f"Bearer {self._api_key}"), (TENANT_HEADER, tenant))
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception(_transient),
-            stop=stop_after_attempt(self._attempts),
-            wait=wait_exponential_jitter(multiplier=self._backoff_s, max=2.0),
-            reraise=True,
-        ):
-            with attempt:
-                return await call(request, metadata=metadata, timeout=self._deadline_s)
-        raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+        return await self._cache.get(key, lambda: self._calls(call, request, tenant))
 
     async def observe(self, rule: Rule, at: float) -> Observation:
         """The rule's series as of `at`; on any failure, an Observation with `error`."""
