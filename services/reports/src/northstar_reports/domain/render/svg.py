@@ -124,18 +124,35 @@ def bar_length(value: float, largest: float, length: float) -> float:
     return length * min(1.0, value / largest)
 
 
+def luminance(hex_colour: str) -> float:
+    """The WCAG relative luminance of an `#rrggbb` colour."""
+
+    def channel(c: int) -> float:
+        s = c / 255
+        return s / 12.92 if s <= 0.04045 else ((s + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
+    return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b)
+
+
+def contrast(a: str, b: str) -> float:
+    """The WCAG contrast ratio of two colours (1 to 21)."""
+    hi, lo = sorted((luminance(a), luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
 def heat_colour(value: float | None) -> tuple[str, str]:
     """(background, text colour) of a retention cell: white to deep blue by value in [0, 1].
 
-    The text turns white where the background gets dark enough that black would not
-    contrast; an absent value has no shade.
+    The text is black or white, whichever contrasts more with the shade (at least 4.5:1,
+    WCAG AA, on every shade); an absent value has no shade.
     """
     if value is None or not math.isfinite(value):
         return "#ffffff", "#1f2328"
-    t = min(1.0, max(0.0, value))
-    # Scale so that typical retention (5 to 60 %) spans most of the ramp.
-    t = math.sqrt(t)
+    # The square root spreads typical retention (5 to 60 %) over most of the ramp.
+    t = math.sqrt(min(1.0, max(0.0, value)))
     light, dark = (240, 246, 255), (9, 64, 142)
     rgb = tuple(round(a + (b - a) * t) for a, b in zip(light, dark, strict=True))
-    text = "#ffffff" if t > 0.55 else "#1f2328"
-    return "#{:02x}{:02x}{:02x}".format(*rgb), text
+    background = "#{:02x}{:02x}{:02x}".format(*rgb)
+    text = max(("#000000", "#ffffff"), key=lambda c: contrast(background, c))
+    return background, text
