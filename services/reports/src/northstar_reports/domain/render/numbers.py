@@ -113,5 +113,5 @@ def seconds(x: float | None) -> str:
     if x < 90 * 60:
         return f"{x / 60:.0f} min"
     if x < 36 * 3600:
-        return f"{x / 3600:.1f} h"
-    return f"{x / 86400:.1f} d"
+        return f"{plain(x / 3600, decimals=1)} h"
+    return f"{plain(x / 86400, decimals=1)} d"

@@ -437,7 +437,7 @@ def sample_report() -> rp.Report:
         conclusion_reason="Fewer abandoned drafts, no guardrail moved",
         definition=ex.ExperimentDefinition(name="Editor autosave"),
     )
-    r.experiments.concluded.add(experiment=editor, error="results: DEADLINE_EXCEEDED after 5 s")
+    r.experiments.concluded.add(experiment=editor, error="experiments: DEADLINE_EXCEEDED after 5 s")
 
     ret = r.retention.retention
     ret.granularity = retention_pb2.COHORT_GRANULARITY_WEEK
