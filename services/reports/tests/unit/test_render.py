@@ -334,3 +334,23 @@ def test_slack_escapes_ampersand_and_angle_brackets() -> None:
     assert "<" not in out and ">" not in out
     assert "&lt;script&gt;alert('x')&lt;/script&gt; \"q\" &amp; 'a'" in out
     assert "&amp;lt;" not in out  # escaped once
+
+
+def test_an_experiment_row_carries_its_warnings_and_its_engine_evidence() -> None:
+    report = sample_report()
+    running = report.experiments.running
+    running[0].results.srm.mismatch = True
+    running[0].results.srm.p_value = 0.0004
+    md = markdown_sections(render(report, rp.FORMAT_MARKDOWN).content)["Experiments"]
+    assert "Ship: checklist — ⚠ Sample ratio mismatch (p = 0.0004)" in md
+    assert "| +4.8% (-21.0% to +33.0%) | 61% to win | Keep running |" in md  # Bayesian
+    assert "| — | — | — | — | Winner: autosave — ⚠ No results: experiments: DEADLINE" in md
+    html = html_of(report)
+    assert "⚠ Sample ratio mismatch (p = 0.0004)" in html
+
+
+def test_identifiers_with_backticks_and_pipes_stay_one_code_span_in_one_cell() -> None:
+    report = sample_report()
+    report.funnel.funnel.overall.steps[0].event = "a`b|c"
+    md = markdown_sections(render(report, rp.FORMAT_MARKDOWN).content)["Funnel"]
+    assert "| 1 | ``a`b¦c`` | 3,435 |" in md

@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from google.protobuf.message import Message
+
 from northstar.alerts.v1 import alerts_pb2
 from northstar.experiments.v1 import experiments_pb2
-from northstar.metrics.v1 import kpis_pb2, quality_pb2
+from northstar.metrics.v1 import kpis_pb2, quality_pb2, retention_pb2
 from northstar.reports.v1 import reports_pb2
 from northstar_reports.domain.render import numbers, svg
 from northstar_reports.domain.render.numbers import DASH
@@ -79,10 +81,9 @@ QUALITY_ISSUES = {
 }
 
 
-def _opt(msg: object, name: str) -> float | None:
-    """An optional scalar field's value, None when unset."""
-    has = getattr(msg, "HasField")  # noqa: B009 - protobuf messages, typed loosely here
-    return float(getattr(msg, name)) if has(name) else None
+def _opt(msg: Message, name: str) -> float | None:
+    """An optional scalar field's value, None when unset (never its default 0)."""
+    return float(getattr(msg, name)) if msg.HasField(name) else None
 
 
 # ---------------------------------------------------------------------------- views
@@ -550,8 +551,10 @@ def _experiments(section: reports_pb2.ExperimentsSection) -> ExperimentsView:
     )
 
 
-def _cohort(label: str, size: str, cells: Sequence[object], periods: list[int]) -> CohortRow:
-    by_period = {c.period: c for c in cells}  # type: ignore[attr-defined]
+def _cohort(
+    label: str, size: str, cells: Sequence[retention_pb2.RetentionCell], periods: list[int]
+) -> CohortRow:
+    by_period = {c.period: c for c in cells}
     out = []
     for p in periods:
         cell = by_period.get(p)
@@ -561,7 +564,7 @@ def _cohort(label: str, size: str, cells: Sequence[object], periods: list[int]) 
             continue
         background, colour = svg.heat_colour(value)
         text = numbers.percent(value)
-        retained = getattr(cell, "retained", 0)
+        retained = cell.retained if cell is not None else 0
         out.append(
             HeatCell(text, background, colour, f"{label}, period {p}: {text} ({retained:,})")
         )
