@@ -167,8 +167,10 @@ def test_images_load_when_not_turned_off(playwright: Playwright) -> None:
         browser.close()
 
 
-def test_a_hostile_report_runs_no_script(playwright: Playwright) -> None:
+def test_a_hostile_report_runs_no_script_and_keeps_its_width(playwright: Playwright) -> None:
     report = sample_report()
+    report.retention.retention.cohorts[0].cohort_start = "x" * 300  # one long word
+    report.errors.add(section=rp.SECTION_FUNNEL, message="metrics: " + "y" * 400)
     report.summary.title = "<script>window.__pwned = 1</script><img src=x onerror=window.__pwned=2>"
     report.key_metrics.metrics[0].label = '"><svg onload="window.__pwned=3">'
     browser = launch(playwright)
@@ -177,5 +179,7 @@ def test_a_hostile_report_runs_no_script(playwright: Playwright) -> None:
         assert visit.page.evaluate("window.__pwned === undefined")
         assert visit.requests == [visit.url]
         assert visit.page.title().startswith("<script>")  # shown as text
+        visit.screenshot("report-hostile")
+        assert visit.page.evaluate("document.documentElement.scrollWidth") <= EMAIL_WIDTH
     finally:
         browser.close()

@@ -354,3 +354,20 @@ def test_identifiers_with_backticks_and_pipes_stay_one_code_span_in_one_cell() -
     report.funnel.funnel.overall.steps[0].event = "a`b|c"
     md = markdown_sections(render(report, rp.FORMAT_MARKDOWN).content)["Funnel"]
     assert "| 1 | ``a`b¦c`` | 3,435 |" in md
+
+
+def test_right_to_left_data_is_isolated_in_every_rendering() -> None:
+    report = hostile_report()
+    html = html_of(report)
+    assert "\u2068DAU &lt;script&gt;" in html and "RTL\u2069" in html
+    slack = render_slack(report)
+    assert "\u2068DAU &lt;script&gt;" in slack
+    md = render(report, rp.FORMAT_MARKDOWN).content
+    assert "\u2068DAU \\<script\\>" in md
+    # Left-to-right data is left as it is.
+    plain = render(sample_report(), rp.FORMAT_MARKDOWN).content
+    assert "\u2068" not in plain and "\u2068" not in html_of(sample_report())
+    # An identifier in a code span is isolated too (code spans are literal).
+    report.funnel.funnel.overall.steps[0].event = "הרשמה"
+    funnel = markdown_sections(render(report, rp.FORMAT_MARKDOWN).content)["Funnel"]
+    assert "| 1 | \u2068`הרשמה`\u2069 | 3,435 |" in funnel

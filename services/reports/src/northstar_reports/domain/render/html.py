@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 
 import jinja2
+import markupsafe
 
 from northstar_reports.domain.render import view
+from northstar_reports.domain.render.bidi import isolate
 from northstar_reports.domain.render.view import ReportView
 
 
@@ -23,11 +25,22 @@ def _n(x: float) -> str:
     return "0" if text in ("", "-0") else text
 
 
+def _finalize(x: object) -> object:
+    """Every interpolated value, before escaping: right-to-left data stays in its place.
+
+    Markup (a macro's output) is left alone: the values inside it went through here.
+    """
+    if isinstance(x, str) and not isinstance(x, markupsafe.Markup):
+        return isolate(x)
+    return x
+
+
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("northstar_reports.domain.render", "templates"),
     autoescape=True,
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
+    finalize=_finalize,
 )
 _ENV.filters["n"] = _n
 _TEMPLATE = _ENV.get_template("report.html.j2")

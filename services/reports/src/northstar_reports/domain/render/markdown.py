@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from northstar_reports.domain.render.bidi import isolate
 from northstar_reports.domain.render.numbers import DASH
 from northstar_reports.domain.render.view import (
     ActionsView,
@@ -33,7 +34,7 @@ _BREAKS = re.compile(r"[\r\n\u2028\u2029]+")
 
 def text(s: str) -> str:
     """Data as literal Markdown text on one line."""
-    return _SPECIAL.sub(r"\\\1", _BREAKS.sub(" ", s))
+    return isolate(_SPECIAL.sub(r"\\\1", _BREAKS.sub(" ", s)))
 
 
 def code(s: str) -> str:
@@ -44,7 +45,7 @@ def code(s: str) -> str:
     longest = max((len(m) for m in re.findall(r"`+", s)), default=0)
     fence = "`" * (longest + 1)
     pad = " " if s.startswith("`") or s.endswith("`") else ""
-    return f"{fence}{pad}{s}{pad}{fence}"
+    return isolate(f"{fence}{pad}{s}{pad}{fence}")
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str = "") -> list[str]:

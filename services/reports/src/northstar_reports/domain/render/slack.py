@@ -8,6 +8,7 @@ GetReport. Slack asks only that `&`, `<` and `>` be escaped in text
 
 from __future__ import annotations
 
+from northstar_reports.domain.render.bidi import isolate
 from northstar_reports.domain.render.view import (
     ActionsView,
     AlertsView,
@@ -20,8 +21,8 @@ TOP_ACTIONS = 3
 
 
 def escape(s: str) -> str:
-    """Text for mrkdwn: the three characters Slack reads as markup, as entities."""
-    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Text for mrkdwn: the three characters Slack reads as markup as entities, RTL isolated."""
+    return isolate(s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"))
 
 
 def render_slack_text(v: ReportView) -> str:
