@@ -9,14 +9,16 @@ IMAGE_TAG ?= dev
 
 
 .PHONY: bench-queries bench-queries-quick bench-experiments bench-alerts
+.PHONY: report-sample
 .PHONY: help setup run test test-unit test-integration test-e2e faults lint fmt protos protos-check bench bench-quick dataset images k8s-validate clean
 
 help: ## List the verbs
 	@grep -hE '^[a-z][a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
 
-setup: ## Install uv (if missing), the workspace and the lint tools
+setup: ## Install uv (if missing), the workspace, the lint tools and Chromium (if missing)
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
 	$(UV) sync --frozen --all-packages
+	@bash scripts/ensure_chromium.sh
 	@if command -v npm >/dev/null 2>&1; then npm install --no-audit --no-fund --loglevel=error; else echo "npm not found: buf lint will be skipped"; fi
 
 run: setup ## Bring up the whole suite locally (NATS, PostgreSQL, every service); Ctrl-C stops it
@@ -81,6 +83,9 @@ images: ## Build the service images (needs a Docker engine; CI without one runs 
 		echo "docker build -f deploy/docker/$$svc.Dockerfile -t northstar-$$svc:$(IMAGE_TAG) ."; \
 		DOCKER_BUILDKIT=1 docker build -f deploy/docker/$$svc.Dockerfile -t northstar-$$svc:$(IMAGE_TAG) . || exit 1; \
 	done
+
+report-sample: setup ## Render the sample report and take docs/report-sample.png (the README's picture)
+	$(UV) run --frozen python scripts/sample_report.py
 
 k8s-validate: setup ## Render every overlay, validate schemas and policy, dashboards, rules, Dockerfiles
 	$(UV) run --frozen python scripts/k8s_validate.py
