@@ -49,7 +49,7 @@ UPDATE event_days d SET n = d.n - k.n
 FROM unnest($1::text[], $2::date[], $3::bigint[]) AS k(event, day, n)
 WHERE d.tenant = $4 AND d.event = k.event AND d.day = k.day
 """
-_DROP_EVENT_DAYS = "DELETE FROM event_days WHERE tenant = $1 AND n <= 0"
+_DROP_EVENT_DAYS = "DELETE FROM event_days WHERE tenant = $1 AND day = ANY($2::date[]) AND n <= 0"
 _SUBTRACT_RUN_DAYS = """
 UPDATE run_days r SET successful = r.successful - k.s, failed = r.failed - k.f
 FROM unnest($1::date[], $2::text[], $3::bigint[], $4::bigint[]) AS k(day, workflow_id, s, f)
@@ -98,7 +98,9 @@ UPDATE missing_fields_days m SET events = m.events - k.n
 FROM unnest($1::date[], $2::text[], $3::text[], $4::bigint[]) AS k(day, event, field, n)
 WHERE m.tenant = $5 AND m.day = k.day AND m.event = k.event AND m.field = k.field
 """
-_DROP_MISSING = "DELETE FROM missing_fields_days WHERE tenant = $1 AND events <= 0"
+_DROP_MISSING = (
+    "DELETE FROM missing_fields_days WHERE tenant = $1 AND day = ANY($2::date[]) AND events <= 0"
+)
 _ADD_DELTAS = """
 INSERT INTO active_deltas (tenant, day, dau, wau, mau, mao)
 SELECT * FROM unnest($1::text[], $2::date[], $3::bigint[], $4::bigint[], $5::bigint[],
@@ -194,10 +196,11 @@ class UserErasure:
         """Erase the user's events and everything derived from them; remember the erasure."""
         tenant, user = erasure.tenant, erasure.user_id
         events = [_stored(user, r) for r in await conn.fetch(_USER_EVENTS, tenant, user)]
-        # The shared keys first, in the global order lock_keys takes them in, as the
-        # projection's own read-modify-write rollups do.
-        await self._revenue(conn, tenant, events)
+        # The shared keys first, locked in the order the projection's own rollups take
+        # them (workflows, then orgs' subscription states), so that a replica applying a
+        # batch and one applying an erasure wait for each other instead of deadlocking.
         await self._runs(conn, tenant, events)
+        await self._revenue(conn, tenant, events)
         await self._event_days(conn, tenant, events)
         await self._quality(conn, tenant, user, events)
         days = await self._active_users(conn, tenant, user)
@@ -316,7 +319,7 @@ class UserErasure:
             [counts[k] for k in keys],
             tenant,
         )
-        await conn.execute(_DROP_EVENT_DAYS, tenant)
+        await conn.execute(_DROP_EVENT_DAYS, tenant, sorted({k[1] for k in keys}))
 
     async def _quality(
         self, conn: Connection, tenant: str, user: str, events: Sequence[log_pb2.StoredEvent]
@@ -353,7 +356,7 @@ class UserErasure:
                 [missing[k] for k in keys],
                 tenant,
             )
-            await conn.execute(_DROP_MISSING, tenant)
+            await conn.execute(_DROP_MISSING, tenant, sorted({k[0] for k in keys}))
         await conn.execute(
             "DELETE FROM user_received_days WHERE tenant = $1 AND user_id = $2", tenant, user
         )
