@@ -46,7 +46,7 @@ TABLES = {
     # DAU, WAU, MAU and MAO of every day the events can reach (the sums of the deltas).
     "active": "SELECT g::date, coalesce(sum(a.dau), 0), coalesce(sum(a.wau), 0),"
     " coalesce(sum(a.mau), 0), coalesce(sum(a.mao), 0)"
-    " FROM generate_series('2026-03-01'::date, '2026-05-15'::date, '1 day') g"
+    " FROM generate_series('2026-03-01'::date, '2026-06-30'::date, '1 day') g"
     " LEFT JOIN active_deltas a ON a.tenant = $1 AND a.day <= g GROUP BY g ORDER BY g",
     "quality_daily": "SELECT day, accepted, skewed FROM quality_daily WHERE tenant = $1"
     " AND (accepted, skewed) <> (0, 0) ORDER BY day",
@@ -204,10 +204,13 @@ async def test_an_erasure_equals_a_log_that_never_held_the_user(
     @given(
         before=events_of(ERASED, "u-b", "u-c"),
         after=events_of(ERASED, "u-b"),
+        back=events_of(ERASED, "u-c"),
         per_message=st.integers(1, 6),
         batch=st.integers(1, 4),
     )
-    def check_one(before: list[Ev], after: list[Ev], per_message: int, batch: int) -> None:
+    def check_one(
+        before: list[Ev], after: list[Ev], back: list[Ev], per_message: int, batch: int
+    ) -> None:
         tenant = next(tenants)
 
         async def check() -> None:
@@ -218,6 +221,22 @@ async def test_an_erasure_equals_a_log_that_never_held_the_user(
             position = await erase(metrics, tenant, ERASED, START_US + 41 * DAY_US)
             if after:
                 position = await metrics.append(tenant, after, per_message=per_message)
+            if back:
+                # The user came back (timestamps after the first erasure: a new history),
+                # then was erased again: nothing of either history may be left.
+                later = [
+                    Ev(
+                        e.event_id + "-back",
+                        e.event,
+                        e.user_id,
+                        e.org_id,
+                        e.timestamp_us + 42 * DAY_US,
+                        e.properties,
+                    )
+                    for e in back
+                ]
+                await metrics.append(tenant, later, per_message=per_message)
+                position = await erase(metrics, tenant, ERASED, START_US + 100 * DAY_US)
             await applied(metrics, position)
             live = await snapshot_tables(metrics, tenant, TABLES)
             assert await without_user(metrics, tenant, position, ERASED, batch=batch) == live
