@@ -27,10 +27,12 @@ from northstar.metrics.v1 import (
     activation_pb2,
     filters_pb2,
     funnel_pb2,
+    kpis_pb2,
     metrics_pb2_grpc,
     quality_pb2,
     retention_pb2,
     revenue_pb2,
+    series_pb2,
     trend_pb2,
 )
 from northstar.metrics.v1 import metrics_pb2 as mpb
@@ -210,6 +212,42 @@ def metric_calls(
                 to_date=last,
                 periods=10,
                 mode=retention_pb2.RETENTION_MODE_ON_OR_AFTER,
+            ),
+        ),
+        "retention_trend": call(
+            "RetentionTrend",
+            retention_pb2.RetentionTrendRequest(
+                granularity=retention_pb2.COHORT_GRANULARITY_DAY,
+                from_date=first,
+                to_date=last,
+                period=2,
+                mode=retention_pb2.RETENTION_MODE_ON_DAY,
+            ),
+        ),
+        "kpis": call("Kpis", kpis_pb2.KpisRequest(as_of_date=last)),
+        **{
+            f"anomalies_{name}": call(
+                "Anomalies",
+                series_pb2.AnomaliesRequest(
+                    selector=series_pb2.SeriesSelector(series=series),
+                    from_date=first,
+                    to_date=last,
+                ),
+            )
+            for name, series in (
+                ("dau", series_pb2.DAILY_SERIES_DAU),
+                ("signups", series_pb2.DAILY_SERIES_SIGNUPS),
+                ("runs", series_pb2.DAILY_SERIES_WORKFLOW_RUNS),
+                ("mrr", series_pb2.DAILY_SERIES_MRR),
+            )
+        },
+        "forecast": call(
+            "Forecast",
+            series_pb2.ForecastRequest(
+                selector=series_pb2.SeriesSelector(series=series_pb2.DAILY_SERIES_DAU),
+                as_of_date=last,
+                horizon_days=7,
+                fit_days=21,
             ),
         ),
         "activation": call(
