@@ -180,6 +180,7 @@ def test_every_command_has_help_with_examples() -> None:
         "anomalies",
         "forecast",
         "data-quality",
+        "erase-user",
     ]
     for command in commands:
         result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})

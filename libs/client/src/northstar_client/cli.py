@@ -397,6 +397,46 @@ def track(
         raise typer.Exit(1)
 
 
+@app.command("erase-user")
+def erase_user(
+    ctx: typer.Context,
+    user_id: Annotated[str, typer.Argument(help="The user_id to erase, as events carry it.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    json_output: JsonOpt = False,
+) -> None:
+    """Erase a user (GDPR, PIPEDA): needs an admin key; cannot be undone.
+
+    Once the services have applied it, no answer holds the user's events, properties or
+    id, and every number is as if its events had never been accepted. Events of the user
+    sent later with a timestamp before the erasure are dropped; later ones count anew.
+
+    Examples:
+
+        northstar erase-user u-1
+        northstar erase-user u-1 --yes --json
+    """
+    if not yes and not typer.confirm(
+        f"Erase user {user_id!r} and everything derived from its events?", err=True
+    ):
+        _fail("not erased", 1)
+    try:
+        with IngestClient(_config(ctx)) as client:
+            response = client.erase_user(user_id)
+    except (RpcError, ConfigError) as e:
+        _fail(str(e))
+    if json_output:
+        print_plain(out, as_json(response))
+        return
+    at = response.erased_at.ToDatetime(UTC).isoformat(timespec="seconds")
+    out.print(
+        Text.assemble(
+            ("ERASED", "bold green"),
+            f"  {user_id}  erasure {response.erasure_id} at log position"
+            f" {response.log_position} ({at})",
+        )
+    )
+
+
 class Format(StrEnum):
     """Input formats of `import`."""
 

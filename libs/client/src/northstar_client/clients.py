@@ -214,6 +214,13 @@ class IngestClient(_SyncBase):
         """Send a prepared request (every event with an id), with retries."""
         return self._call("Track", self._stub.Track, request, timeout, prepare=_stamp)
 
+    def erase_user(
+        self, user_id: str, *, timeout: float | None = None
+    ) -> ingest_pb2.EraseUserResponse:
+        """Erase a user (admin key); retried, since a repeat is the same erasure."""
+        request = ingest_pb2.EraseUserRequest(user_id=user_id)
+        return self._call("EraseUser", self._stub.EraseUser, request, timeout)
+
 
 class AsyncIngestClient(_AsyncBase):
     """asyncio client of IngestService."""
@@ -239,6 +246,13 @@ class AsyncIngestClient(_AsyncBase):
     ) -> ingest_pb2.TrackResponse:
         """Send a prepared request (every event with an id), with retries."""
         return await self._call("Track", self._stub.Track, request, timeout, prepare=_stamp)
+
+    async def erase_user(
+        self, user_id: str, *, timeout: float | None = None
+    ) -> ingest_pb2.EraseUserResponse:
+        """Erase a user (admin key); retried, since a repeat is the same erasure."""
+        request = ingest_pb2.EraseUserRequest(user_id=user_id)
+        return await self._call("EraseUser", self._stub.EraseUser, request, timeout)
 
 
 class MetricsClient(_SyncBase):

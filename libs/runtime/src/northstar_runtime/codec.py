@@ -1,8 +1,10 @@
 """The log's envelope: how product events and domain events are encoded.
 
 Product events travel as `northstar.log.v1.EventBatch` protobuf messages, one
-per (request, partition). Headers say what a message is and in which schema
-version, so readers can upcast old versions.
+per (request, partition); a user's erasure travels on the same subjects as a
+`northstar.log.v1.UserErased` message, in order with the user's events. Headers
+say what a message is and in which schema version, so readers can upcast old
+versions.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ TYPE_HEADER = "Northstar-Type"
 SCHEMA_HEADER = "Northstar-Schema"
 EVENT_BATCH = "EventBatch"
 EVENT_BATCH_SCHEMA = "1"
+USER_ERASED = "UserErased"
+USER_ERASED_SCHEMA = "1"
 
 
 class UnknownRecord(ValueError):
@@ -40,6 +44,27 @@ def new_batch(tenant: str, partition: int) -> log_pb2.EventBatch:
 def encode_built_batch(batch: log_pb2.EventBatch) -> tuple[bytes, dict[str, str]]:
     """Payload and headers of one EventBatch message built in place (`new_batch`)."""
     return batch.SerializeToString(), {TYPE_HEADER: EVENT_BATCH, SCHEMA_HEADER: EVENT_BATCH_SCHEMA}
+
+
+def encode_erasure(erasure: log_pb2.UserErased) -> tuple[bytes, dict[str, str]]:
+    """Payload and headers of one UserErased message."""
+    headers = {TYPE_HEADER: USER_ERASED, SCHEMA_HEADER: USER_ERASED_SCHEMA}
+    return erasure.SerializeToString(), headers
+
+
+def decode_events_entry(
+    data: bytes, headers: Mapping[str, str]
+) -> log_pb2.EventBatch | log_pb2.UserErased:
+    """Decode an entry of the events stream: an EventBatch or a UserErased.
+
+    Raises UnknownRecord for anything else.
+    """
+    if headers.get(TYPE_HEADER) == USER_ERASED:
+        schema = headers.get(SCHEMA_HEADER, USER_ERASED_SCHEMA)
+        if schema != USER_ERASED_SCHEMA:
+            raise UnknownRecord(f"not a UserErased v1: v{schema}")
+        return log_pb2.UserErased.FromString(data)
+    return decode_batch(data, headers)
 
 
 def decode_batch(data: bytes, headers: Mapping[str, str]) -> log_pb2.EventBatch:

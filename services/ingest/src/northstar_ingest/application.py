@@ -14,6 +14,7 @@ from opentelemetry import metrics
 
 from northstar.ingest.v1 import ingest_pb2
 from northstar.log.v1 import log_pb2
+from northstar_ingest.domain.erasure import erasure_id, user_id_problem
 from northstar_ingest.domain.limits import RecentIds, TenantRateLimiter
 from northstar_ingest.domain.partitioning import partition_key, partition_of
 from northstar_ingest.domain.validation import (
@@ -22,7 +23,7 @@ from northstar_ingest.domain.validation import (
     check_request_shape,
     validate_event,
 )
-from northstar_runtime.codec import encode_built_batch, new_batch
+from northstar_runtime.codec import encode_built_batch, encode_erasure, new_batch
 from northstar_runtime.errors import (
     DeadlineExceeded,
     FieldViolation,
@@ -79,6 +80,25 @@ class TrackCommand:
     sent_at_us: int | None = None
     historical_import: bool = False
     may_import: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EraseUserCommand:
+    """An EraseUser request, authenticated (admin)."""
+
+    tenant: str
+    user_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    """Where a user's erasure is in the log."""
+
+    erasure_id: str
+    log_position: int
+    erased_at_us: int
+    """This request's time. A retry the log deduplicates answers the first request's
+    position, and its own time, a little later than the stored one."""
 
 
 class Ingestor:
@@ -271,6 +291,57 @@ class Ingestor:
             duplicate=duplicate,
             rejected=len(rejected_at),
         )
+
+    async def erase_user(self, cmd: EraseUserCommand, *, timeout: float) -> Erasure:
+        """Append the user's erasure to the events log, on the user's partition.
+
+        On the partition every event of the user goes to (rule 5 of DESIGN.md), so every
+        reader sees the erasure after the user's events that came before it, on a replay
+        too: applying them and then the erasure always ends in the same state.
+        """
+        problem = user_id_problem(cmd.user_id)
+        if problem is not None:
+            raise InvalidArgument(
+                problem, reason="INVALID_USER_ID", violations=[FieldViolation("user_id", problem)]
+            )
+        erased_at = self._now_us()
+        partition = partition_of(partition_key(cmd.user_id, "", ""), self._partitions)
+        erasure = log_pb2.UserErased(
+            tenant=cmd.tenant,
+            partition=partition,
+            user_id=cmd.user_id,
+            erasure_id=erasure_id(cmd.tenant, cmd.user_id),
+            erased_at_us=erased_at,
+        )
+        payload, headers = encode_erasure(erasure)
+        budget = min(timeout - max(0.05, 0.1 * timeout), self._publish_timeout)
+        if budget <= 0:
+            raise DeadlineExceeded(
+                "too little of the deadline was left to append the erasure",
+                reason="DEADLINE_TOO_SHORT",
+            )
+        try:
+            stored = await self._log.append(
+                self._topology.events_subject(cmd.tenant, partition),
+                payload,
+                msg_id=f"{cmd.tenant}:{erasure.erasure_id}",
+                headers=headers,
+                timeout=budget,
+            )
+        except LogError as e:
+            log.warning("erasure append failed", error=str(e))
+            raise Unavailable(
+                "the event log is unavailable; the user is not erased yet, retry the request",
+                reason="LOG_UNAVAILABLE",
+            ) from e
+        # Not the user_id: logs are kept longer than the read models and are not erased.
+        log.info(
+            "user erasure appended",
+            erasure_id=erasure.erasure_id,
+            position=stored.seq,
+            duplicate=stored.duplicate,
+        )
+        return Erasure(erasure.erasure_id, stored.seq, erased_at)
 
     async def _record_summary(
         self,

@@ -17,6 +17,7 @@ from northstar_harness.servers import NatsServer
 
 from .conftest import (
     ACCEPTED,
+    ADMIN_KEY,
     DUPLICATE,
     WRITER_KEY,
     IngestUnderTest,
@@ -253,3 +254,31 @@ async def test_health_turns_not_serving_when_the_log_does_not_answer(
         await assert_eventually(not_serving, timeout=15)
     finally:
         partition.heal()
+
+
+async def test_erase_user_is_unavailable_while_the_log_is_down_then_appends_once(
+    on_private_nats: IngestUnderTest, private_nats: NatsServer
+) -> None:
+    ingest = on_private_nats
+    request = ingest_pb2.EraseUserRequest(user_id="u-erased")
+    await stop(private_nats, "stop")
+    started = time.monotonic()
+    with pytest.raises(grpc.aio.AioRpcError) as failed:
+        await ingest.stub.EraseUser(request, metadata=auth(ADMIN_KEY), timeout=DEADLINE)
+    assert time.monotonic() - started < DEADLINE
+    details = error_details(failed.value)
+    assert details.code == grpc.StatusCode.UNAVAILABLE
+    assert details.error_info is not None and details.error_info.reason == "LOG_UNAVAILABLE"
+    assert details.retry_info is not None
+
+    await asyncio.to_thread(private_nats.start)
+
+    async def erased() -> ingest_pb2.EraseUserResponse:
+        try:
+            return await ingest.stub.EraseUser(request, metadata=auth(ADMIN_KEY), timeout=DEADLINE)
+        except grpc.aio.AioRpcError as e:
+            raise AssertionError(f"EraseUser still fails: {e.code()}") from e
+
+    first = await assert_eventually(erased, timeout=30)
+    again = await erased()  # the client's retry: the same erasure, stored once
+    assert (again.erasure_id, again.log_position) == (first.erasure_id, first.log_position)

@@ -10,6 +10,7 @@ import orjson
 from northstar.log.v1 import log_pb2
 from northstar_experiments.adapters import aggregates
 from northstar_experiments.adapters.experiment_store import decode_event
+from northstar_experiments.domain.erasure import is_erased_history, user_digest
 from northstar_experiments.domain.experiment import (
     Experiment,
     definition_from_json,
@@ -17,7 +18,7 @@ from northstar_experiments.domain.experiment import (
     event_to_json,
     evolve,
 )
-from northstar_runtime.codec import TYPE_HEADER, decode_batch
+from northstar_runtime.codec import TYPE_HEADER, decode_events_entry
 from northstar_runtime.db import Connection
 from northstar_runtime.projector import LogEntry
 
@@ -118,13 +119,31 @@ class ExposuresProjection:
     name = "experiment_events"
 
     async def apply(self, conn: Connection, entries: Sequence[LogEntry]) -> None:
-        """Insert the batch's user events and exposures; duplicates (tenant, event_id) skip."""
+        """Apply the batch's event batches and erasures in log order: the events before
+        an erasure, then the erasure."""
+        batches: list[log_pb2.EventBatch] = []
+        for entry in entries:
+            record = decode_events_entry(entry.data, entry.headers)
+            if isinstance(record, log_pb2.UserErased):
+                await self._apply_batches(conn, batches)
+                batches = []
+                await self._erase(conn, record)
+            else:
+                batches.append(record)
+        await self._apply_batches(conn, batches)
+
+    async def _apply_batches(self, conn: Connection, batches: Sequence[log_pb2.EventBatch]) -> None:
+        """Insert the user events and exposures; duplicates (tenant, event_id) skip."""
         events: list[tuple[str, str, str, str, int, str]] = []
         exposures: list[tuple[str, str, str, str, str, int]] = []
-        for entry in entries:
-            batch = decode_batch(entry.data, entry.headers)
+        erased = await _erased(conn, batches)
+        for batch in batches:
             for e in batch.events:
                 if not e.user_id:
+                    continue
+                if erased and is_erased_history(
+                    e.timestamp_us, erased.get((batch.tenant, e.user_id))
+                ):
                     continue
                 props = e.properties_json.decode() or "{}"
                 events.append((batch.tenant, e.event_id, e.user_id, e.event, e.timestamp_us, props))
@@ -146,6 +165,59 @@ class ExposuresProjection:
             )
         if events:
             await self._refresh(conn, events, exposures)
+
+    async def _erase(self, conn: Connection, erasure: log_pb2.UserErased) -> None:
+        """Forget the user's exposures and events; move its experiments' sums without it."""
+        tenant, user = erasure.tenant, erasure.user_id
+        await aggregates.lock(conn)
+        # Before the delete: the experiments the user is counted in, or exposed to.
+        touched = await aggregates.affected(
+            conn,
+            tenant,
+            [user],
+            [
+                (r["experiment"], user)
+                for r in await conn.fetch(
+                    "SELECT DISTINCT experiment FROM exposures WHERE tenant = $1 AND user_id = $2",
+                    tenant,
+                    user,
+                )
+            ],
+        )
+        for table in ("exposures", "user_events"):
+            await conn.execute(
+                f"DELETE FROM {table} WHERE tenant = $1 AND user_id = $2",  # noqa: S608 - fixed
+                tenant,
+                user,
+            )
+        if touched:
+            rows = await conn.fetch(
+                "SELECT state FROM experiments WHERE tenant = $1 AND key = ANY($2::text[])"
+                " ORDER BY key",
+                tenant,
+                sorted(touched),
+            )
+            for row in rows:
+                # The user's rows are recomputed from what is left (nothing): its old
+                # contribution to the sums is subtracted, its per-user rows deleted.
+                state = state_from_json(orjson.loads(row["state"]))
+                await aggregates.refresh(conn, tenant, state, [user])
+        # An experiment not yet rebuilt for its definition (refresh skips it) is rebuilt
+        # later from the stored rows, which no longer hold the user; no row may be left.
+        for table in ("experiment_users", "experiment_user_metrics"):
+            await conn.execute(
+                f"DELETE FROM {table} WHERE tenant = $1 AND user_id = $2",  # noqa: S608 - fixed
+                tenant,
+                user,
+            )
+        await conn.execute(
+            "INSERT INTO erased_users (tenant, user_digest, erased_at_us) VALUES ($1, $2, $3)"
+            " ON CONFLICT (tenant, user_digest) DO UPDATE SET"
+            " erased_at_us = greatest(erased_users.erased_at_us, excluded.erased_at_us)",
+            tenant,
+            user_digest(tenant, user),
+            erasure.erased_at_us,
+        )
 
     async def _refresh(
         self,
@@ -182,12 +254,30 @@ class ExposuresProjection:
         """Empty the read model, for a replay of the EVENTS stream."""
         await conn.execute(
             "TRUNCATE exposures, user_events, experiment_users, experiment_user_metrics,"
-            " experiment_sums"
+            " experiment_sums, erased_users"
         )
         await conn.execute(
             "UPDATE experiment_aggregates SET multiple_exposures = 0,"
             " unknown_variant_exposures = 0, max_ts_us = 0"
         )
+
+
+async def _erased(
+    conn: Connection, batches: Sequence[log_pb2.EventBatch]
+) -> dict[tuple[str, str], int]:
+    """The erasure time of each erased user among the batches' users."""
+    users = {(b.tenant, e.user_id) for b in batches for e in b.events if e.user_id}
+    digests = {user_digest(t, u): (t, u) for t, u in sorted(users)}
+    if not digests:
+        return {}
+    rows = await conn.fetch(
+        "SELECT e.tenant, e.user_digest, e.erased_at_us FROM erased_users e"
+        " JOIN unnest($1::text[], $2::bytea[]) AS k(tenant, user_digest)"
+        " ON e.tenant = k.tenant AND e.user_digest = k.user_digest",
+        [t for t, _ in digests.values()],
+        list(digests),
+    )
+    return {digests[bytes(r["user_digest"])]: int(r["erased_at_us"]) for r in rows}
 
 
 def _exposure(tenant: str, e: log_pb2.StoredEvent) -> tuple[str, str, str, str, str, int] | None:

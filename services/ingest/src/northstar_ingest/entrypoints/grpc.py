@@ -10,7 +10,13 @@ import grpc
 from google.protobuf import timestamp_pb2
 
 from northstar.ingest.v1 import ingest_pb2, ingest_pb2_grpc
-from northstar_ingest.application import Ingestor, Outcome, TrackCommand, TrackResult
+from northstar_ingest.application import (
+    EraseUserCommand,
+    Ingestor,
+    Outcome,
+    TrackCommand,
+    TrackResult,
+)
 from northstar_runtime.auth import Scope
 from northstar_runtime.grpc_server import check_deadline, current_principal
 
@@ -18,6 +24,7 @@ SERVICE_NAME = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name
 SCOPES = {
     f"/{SERVICE_NAME}/Track": Scope.INGEST,
     f"/{SERVICE_NAME}/TrackStream": Scope.INGEST,
+    f"/{SERVICE_NAME}/EraseUser": Scope.ADMIN,
 }
 # Requests of one stream processed at once; answers still go out in order.
 STREAM_PIPELINE = 4
@@ -84,6 +91,18 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         """Append a batch; one result per event."""
         response = ingest_pb2.TrackResponse()
         _answer(response, await self._track(request))
+        return response
+
+    async def EraseUser(  # noqa: N802 - gRPC method name
+        self, request: ingest_pb2.EraseUserRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> ingest_pb2.EraseUserResponse:
+        """Append a user's erasure; answer its id and log position."""
+        command = EraseUserCommand(tenant=current_principal().tenant, user_id=request.user_id)
+        erasure = await self._ingestor.erase_user(command, timeout=check_deadline())
+        response = ingest_pb2.EraseUserResponse(
+            erasure_id=erasure.erasure_id, log_position=erasure.log_position
+        )
+        response.erased_at.FromMicroseconds(erasure.erased_at_us)
         return response
 
     async def TrackStream(  # noqa: N802 - gRPC method name

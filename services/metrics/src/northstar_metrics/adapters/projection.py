@@ -12,12 +12,14 @@ import orjson
 
 from northstar.log.v1 import log_pb2
 from northstar_metrics.adapters.daily_counts import DailyCounts
+from northstar_metrics.adapters.erasure import UserErasure
 from northstar_metrics.adapters.quality_rollup import QualityRollup
 from northstar_metrics.adapters.revenue_rollup import RevenueRollup
 from northstar_metrics.adapters.user_facts import UserFacts
 from northstar_metrics.domain.active_users import MAO_WINDOW, WINDOWS, NewDay, coverage_deltas
+from northstar_metrics.domain.erasure import is_erased_history, user_digest
 from northstar_metrics.domain.time import day_of
-from northstar_runtime.codec import decode_batch
+from northstar_runtime.codec import decode_events_entry
 from northstar_runtime.db import Connection
 from northstar_runtime.projector import LogEntry
 
@@ -92,13 +94,23 @@ class ActivityProjection:
     version = 2
 
     async def apply(self, conn: Connection, entries: Sequence[LogEntry]) -> None:
-        """Apply a batch of EventBatch entries, exactly once in effect."""
-        events = [
-            _Event(batch.tenant, entry.seq, e)
-            for entry in entries
-            for batch in (decode_batch(entry.data, entry.headers),)
-            for e in batch.events
-        ]
+        """Apply a batch of EventBatch and UserErased entries in log order, exactly once
+        in effect: the events before an erasure are applied, then the erasure."""
+        events: list[_Event] = []
+        for entry in entries:
+            record = decode_events_entry(entry.data, entry.headers)
+            if isinstance(record, log_pb2.UserErased):
+                await self._apply_events(conn, events)
+                events = []
+                await UserErasure().apply(conn, record)
+            else:
+                events.extend(_Event(record.tenant, entry.seq, e) for e in record.events)
+        await self._apply_events(conn, events)
+
+    async def _apply_events(self, conn: Connection, events: list[_Event]) -> None:
+        if not events:
+            return
+        events = await self._drop_erased_history(conn, events)
         fresh = await self._dedup(conn, events)
         await self._store_events(conn, fresh)
         # Before user_facts takes the batch's signups: it reads who had none.
@@ -125,6 +137,33 @@ class ActivityProjection:
                 for name, v in values.items():
                     deltas[key][name] += v
         await self._add_deltas(conn, deltas)
+
+    async def _drop_erased_history(self, conn: Connection, events: list[_Event]) -> list[_Event]:
+        """Leave out the events of erased users timestamped at or before their erasure.
+
+        Before the dedup: a dropped event leaves no trace, not even its id.
+        """
+        users = sorted({(ev.tenant, ev.event.user_id) for ev in events if ev.event.user_id})
+        if not users:
+            return events
+        digests = {user_digest(t, u): (t, u) for t, u in users}
+        rows = await conn.fetch(
+            "SELECT e.tenant, e.user_digest, e.erased_at_us FROM erased_users e"
+            " JOIN unnest($1::text[], $2::bytea[]) AS k(tenant, user_digest)"
+            " ON e.tenant = k.tenant AND e.user_digest = k.user_digest",
+            [t for t, _ in digests.values()],
+            list(digests),
+        )
+        if not rows:
+            return events
+        erased = {digests[bytes(r["user_digest"])]: int(r["erased_at_us"]) for r in rows}
+        return [
+            ev
+            for ev in events
+            if not is_erased_history(
+                ev.event.timestamp_us, erased.get((ev.tenant, ev.event.user_id))
+            )
+        ]
 
     async def _dedup(self, conn: Connection, events: list[_Event]) -> list[_Event]:
         """Keep the events whose (tenant, event_id) was never stored; count the rest."""
@@ -264,7 +303,7 @@ class ActivityProjection:
         """Empty every table this projection writes."""
         await conn.execute(
             "TRUNCATE events_seen, events, user_days, org_success_days, active_deltas,"
-            " quality_daily"
+            " quality_daily, erased_users"
         )
         await conn.execute("TRUNCATE " + ", ".join(UserFacts.reset))
         await conn.execute("TRUNCATE " + ", ".join(DailyCounts.reset_tables))

@@ -137,20 +137,16 @@ class RevenueRollup:
         stored: dict[tuple[str, str], list[SubscriptionState]] = defaultdict(list)
         for r in await conn.fetch(_STORED_STATES, [o[0] for o in orgs], [o[1] for o in orgs]):
             stored[(r[0], r[1])].append(SubscriptionState(r[1], r[2], r[3], int(r[4])))
-        delta: dict[tuple[str, date], list[int]] = defaultdict(lambda: [0, 0])
-        put: list[tuple[str, date, str, int, int]] = []
-        drop: list[tuple[str, str, date]] = []
-        for org in orgs:
-            before = sorted(stored[org], key=lambda s: (s.ts_us, s.event_id))
-            after = sorted([*before, *batch[org]], key=lambda s: (s.ts_us, s.event_id))
-            old_ends, new_ends = org_month_ends(before), org_month_ends(after)
-            drop.extend((*org, m) for m in old_ends.keys() - new_ends.keys())
-            put.extend((org[0], m, org[1], *e) for m, e in new_ends.items() if old_ends.get(m) != e)
-            for sign, states in ((-1, before), (1, after)):
-                for day, (mrr, paying) in mrr_steps(states).items():
-                    d = delta[(org[0], day)]
-                    d[0] += sign * mrr
-                    d[1] += sign * paying
+        await self.move_orgs(
+            conn,
+            {
+                org: (
+                    sorted(stored[org], key=lambda s: (s.ts_us, s.event_id)),
+                    sorted([*stored[org], *batch[org]], key=lambda s: (s.ts_us, s.event_id)),
+                )
+                for org in orgs
+            },
+        )
         new = [(org[0], s) for org in orgs for s in batch[org]]
         await conn.execute(
             _INSERT_STATES,
@@ -160,6 +156,29 @@ class RevenueRollup:
             [s.org_id for _, s in new],
             [Decimal(s.mrr) for _, s in new],
         )
+
+    async def move_orgs(
+        self,
+        conn: Connection,
+        changes: dict[tuple[str, str], tuple[list[SubscriptionState], list[SubscriptionState]]],
+    ) -> None:
+        """Move `mrr_days` and `org_months` for orgs whose states go from before to after.
+
+        Both lists sorted by (ts_us, event_id); the caller holds the orgs' locks and
+        writes `subscription_states` itself.
+        """
+        delta: dict[tuple[str, date], list[int]] = defaultdict(lambda: [0, 0])
+        put: list[tuple[str, date, str, int, int]] = []
+        drop: list[tuple[str, str, date]] = []
+        for org, (before, after) in sorted(changes.items()):
+            old_ends, new_ends = org_month_ends(before), org_month_ends(after)
+            drop.extend((*org, m) for m in old_ends.keys() - new_ends.keys())
+            put.extend((org[0], m, org[1], *e) for m, e in new_ends.items() if old_ends.get(m) != e)
+            for sign, states in ((-1, before), (1, after)):
+                for day, (mrr, paying) in mrr_steps(states).items():
+                    d = delta[(org[0], day)]
+                    d[0] += sign * mrr
+                    d[1] += sign * paying
         if drop:
             drop.sort()
             await conn.execute(_DROP_MONTHS, *([d[i] for d in drop] for i in (0, 2, 1)))

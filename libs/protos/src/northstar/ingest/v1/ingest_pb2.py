@@ -26,29 +26,33 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n northstar/ingest/v1/ingest.proto\x12\x13northstar.ingest.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd2\x01\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\r\n\x05\x65vent\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x0e\n\x06org_id\x18\x04 \x01(\t\x12\x12\n\nsession_id\x18\x05 \x01(\t\x12-\n\ttimestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\nproperties\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0fproperties_json\x18\x08 \x01(\t\"\x82\x01\n\x0cTrackRequest\x12*\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1a.northstar.ingest.v1.Event\x12+\n\x07sent_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11historical_import\x18\x03 \x01(\x08\"y\n\rTrackResponse\x12\x31\n\x07results\x18\x01 \x03(\x0b\x32 .northstar.ingest.v1.EventResult\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x05\x12\x11\n\tduplicate\x18\x03 \x01(\x05\x12\x10\n\x08rejected\x18\x04 \x01(\x05\"\x9c\x01\n\x12TrackStreamRequest\x12*\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1a.northstar.ingest.v1.Event\x12+\n\x07sent_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11historical_import\x18\x03 \x01(\x08\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"\x93\x01\n\x13TrackStreamResponse\x12\x31\n\x07results\x18\x01 \x03(\x0b\x32 .northstar.ingest.v1.EventResult\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x05\x12\x11\n\tduplicate\x18\x03 \x01(\x05\x12\x10\n\x08rejected\x18\x04 \x01(\x05\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"\x93\x01\n\x0b\x45ventResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x30\n\x06status\x18\x03 \x01(\x0e\x32 .northstar.ingest.v1.EventStatus\x12\x31\n\trejection\x18\x04 \x01(\x0b\x32\x1e.northstar.ingest.v1.Rejection\"=\n\tRejection\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0c\n\x04rule\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t*}\n\x0b\x45ventStatus\x12\x1c\n\x18\x45VENT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15\x45VENT_STATUS_ACCEPTED\x10\x01\x12\x1a\n\x16\x45VENT_STATUS_DUPLICATE\x10\x02\x12\x19\n\x15\x45VENT_STATUS_REJECTED\x10\x03\x32\xc5\x01\n\rIngestService\x12N\n\x05Track\x12!.northstar.ingest.v1.TrackRequest\x1a\".northstar.ingest.v1.TrackResponse\x12\x64\n\x0bTrackStream\x12\'.northstar.ingest.v1.TrackStreamRequest\x1a(.northstar.ingest.v1.TrackStreamResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n northstar/ingest/v1/ingest.proto\x12\x13northstar.ingest.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"#\n\x10\x45raseUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"l\n\x11\x45raseUserResponse\x12\x12\n\nerasure_id\x18\x01 \x01(\t\x12\x14\n\x0clog_position\x18\x02 \x01(\x04\x12-\n\terased_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd2\x01\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\r\n\x05\x65vent\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x0e\n\x06org_id\x18\x04 \x01(\t\x12\x12\n\nsession_id\x18\x05 \x01(\t\x12-\n\ttimestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\nproperties\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0fproperties_json\x18\x08 \x01(\t\"\x82\x01\n\x0cTrackRequest\x12*\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1a.northstar.ingest.v1.Event\x12+\n\x07sent_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11historical_import\x18\x03 \x01(\x08\"y\n\rTrackResponse\x12\x31\n\x07results\x18\x01 \x03(\x0b\x32 .northstar.ingest.v1.EventResult\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x05\x12\x11\n\tduplicate\x18\x03 \x01(\x05\x12\x10\n\x08rejected\x18\x04 \x01(\x05\"\x9c\x01\n\x12TrackStreamRequest\x12*\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1a.northstar.ingest.v1.Event\x12+\n\x07sent_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11historical_import\x18\x03 \x01(\x08\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"\x93\x01\n\x13TrackStreamResponse\x12\x31\n\x07results\x18\x01 \x03(\x0b\x32 .northstar.ingest.v1.EventResult\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x05\x12\x11\n\tduplicate\x18\x03 \x01(\x05\x12\x10\n\x08rejected\x18\x04 \x01(\x05\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"\x93\x01\n\x0b\x45ventResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x30\n\x06status\x18\x03 \x01(\x0e\x32 .northstar.ingest.v1.EventStatus\x12\x31\n\trejection\x18\x04 \x01(\x0b\x32\x1e.northstar.ingest.v1.Rejection\"=\n\tRejection\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0c\n\x04rule\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t*}\n\x0b\x45ventStatus\x12\x1c\n\x18\x45VENT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15\x45VENT_STATUS_ACCEPTED\x10\x01\x12\x1a\n\x16\x45VENT_STATUS_DUPLICATE\x10\x02\x12\x19\n\x15\x45VENT_STATUS_REJECTED\x10\x03\x32\xa1\x02\n\rIngestService\x12N\n\x05Track\x12!.northstar.ingest.v1.TrackRequest\x1a\".northstar.ingest.v1.TrackResponse\x12\x64\n\x0bTrackStream\x12\'.northstar.ingest.v1.TrackStreamRequest\x1a(.northstar.ingest.v1.TrackStreamResponse(\x01\x30\x01\x12Z\n\tEraseUser\x12%.northstar.ingest.v1.EraseUserRequest\x1a&.northstar.ingest.v1.EraseUserResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'northstar.ingest.v1.ingest_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EVENTSTATUS']._serialized_start=1111
-  _globals['_EVENTSTATUS']._serialized_end=1236
-  _globals['_EVENT']._serialized_start=121
-  _globals['_EVENT']._serialized_end=331
-  _globals['_TRACKREQUEST']._serialized_start=334
-  _globals['_TRACKREQUEST']._serialized_end=464
-  _globals['_TRACKRESPONSE']._serialized_start=466
-  _globals['_TRACKRESPONSE']._serialized_end=587
-  _globals['_TRACKSTREAMREQUEST']._serialized_start=590
-  _globals['_TRACKSTREAMREQUEST']._serialized_end=746
-  _globals['_TRACKSTREAMRESPONSE']._serialized_start=749
-  _globals['_TRACKSTREAMRESPONSE']._serialized_end=896
-  _globals['_EVENTRESULT']._serialized_start=899
-  _globals['_EVENTRESULT']._serialized_end=1046
-  _globals['_REJECTION']._serialized_start=1048
-  _globals['_REJECTION']._serialized_end=1109
-  _globals['_INGESTSERVICE']._serialized_start=1239
-  _globals['_INGESTSERVICE']._serialized_end=1436
+  _globals['_EVENTSTATUS']._serialized_start=1258
+  _globals['_EVENTSTATUS']._serialized_end=1383
+  _globals['_ERASEUSERREQUEST']._serialized_start=120
+  _globals['_ERASEUSERREQUEST']._serialized_end=155
+  _globals['_ERASEUSERRESPONSE']._serialized_start=157
+  _globals['_ERASEUSERRESPONSE']._serialized_end=265
+  _globals['_EVENT']._serialized_start=268
+  _globals['_EVENT']._serialized_end=478
+  _globals['_TRACKREQUEST']._serialized_start=481
+  _globals['_TRACKREQUEST']._serialized_end=611
+  _globals['_TRACKRESPONSE']._serialized_start=613
+  _globals['_TRACKRESPONSE']._serialized_end=734
+  _globals['_TRACKSTREAMREQUEST']._serialized_start=737
+  _globals['_TRACKSTREAMREQUEST']._serialized_end=893
+  _globals['_TRACKSTREAMRESPONSE']._serialized_start=896
+  _globals['_TRACKSTREAMRESPONSE']._serialized_end=1043
+  _globals['_EVENTRESULT']._serialized_start=1046
+  _globals['_EVENTRESULT']._serialized_end=1193
+  _globals['_REJECTION']._serialized_start=1195
+  _globals['_REJECTION']._serialized_end=1256
+  _globals['_INGESTSERVICE']._serialized_start=1386
+  _globals['_INGESTSERVICE']._serialized_end=1675
 # @@protoc_insertion_point(module_scope)

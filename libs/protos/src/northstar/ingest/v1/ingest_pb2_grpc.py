@@ -48,6 +48,11 @@ class IngestServiceStub:
                 request_serializer=northstar_dot_ingest_dot_v1_dot_ingest__pb2.TrackStreamRequest.SerializeToString,
                 response_deserializer=northstar_dot_ingest_dot_v1_dot_ingest__pb2.TrackStreamResponse.FromString,
                 _registered_method=True)
+        self.EraseUser = channel.unary_unary(
+                '/northstar.ingest.v1.IngestService/EraseUser',
+                request_serializer=northstar_dot_ingest_dot_v1_dot_ingest__pb2.EraseUserRequest.SerializeToString,
+                response_deserializer=northstar_dot_ingest_dot_v1_dot_ingest__pb2.EraseUserResponse.FromString,
+                _registered_method=True)
 
 
 class IngestServiceServicer:
@@ -73,6 +78,18 @@ class IngestServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EraseUser(self, request, context):
+        """EraseUser erases one user (GDPR, PIPEDA): once the read models have applied
+        it, none answers the user's identifiers or properties, and every aggregate
+        is as if the user's events up to the erasure had never been accepted. Later
+        events of the user timestamped at or before the erasure are dropped; later
+        ones are a new history. Needs the `admin` scope. A repeated request answers
+        the same erasure id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngestServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -85,6 +102,11 @@ def add_IngestServiceServicer_to_server(servicer, server):
                     servicer.TrackStream,
                     request_deserializer=northstar_dot_ingest_dot_v1_dot_ingest__pb2.TrackStreamRequest.FromString,
                     response_serializer=northstar_dot_ingest_dot_v1_dot_ingest__pb2.TrackStreamResponse.SerializeToString,
+            ),
+            'EraseUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.EraseUser,
+                    request_deserializer=northstar_dot_ingest_dot_v1_dot_ingest__pb2.EraseUserRequest.FromString,
+                    response_serializer=northstar_dot_ingest_dot_v1_dot_ingest__pb2.EraseUserResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -145,6 +167,33 @@ class IngestService:
             '/northstar.ingest.v1.IngestService/TrackStream',
             northstar_dot_ingest_dot_v1_dot_ingest__pb2.TrackStreamRequest.SerializeToString,
             northstar_dot_ingest_dot_v1_dot_ingest__pb2.TrackStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EraseUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/northstar.ingest.v1.IngestService/EraseUser',
+            northstar_dot_ingest_dot_v1_dot_ingest__pb2.EraseUserRequest.SerializeToString,
+            northstar_dot_ingest_dot_v1_dot_ingest__pb2.EraseUserResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -45,6 +45,14 @@ class IngestServiceStub:
     """TrackStream is for gateways: one response per request, in order,
     flow-controlled by the HTTP/2 window.
     """
+    EraseUser: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.EraseUserRequest, _ingest_pb2.EraseUserResponse]
+    """EraseUser erases one user (GDPR, PIPEDA): once the read models have applied
+    it, none answers the user's identifiers or properties, and every aggregate
+    is as if the user's events up to the erasure had never been accepted. Later
+    events of the user timestamped at or before the erasure are dropped; later
+    ones are a new history. Needs the `admin` scope. A repeated request answers
+    the same erasure id.
+    """
 
 @_typing.type_check_only
 class IngestServiceAsyncStub(IngestServiceStub):
@@ -62,6 +70,14 @@ class IngestServiceAsyncStub(IngestServiceStub):
     TrackStream: _aio.StreamStreamMultiCallable[_ingest_pb2.TrackStreamRequest, _ingest_pb2.TrackStreamResponse]  # type: ignore[assignment]
     """TrackStream is for gateways: one response per request, in order,
     flow-controlled by the HTTP/2 window.
+    """
+    EraseUser: _aio.UnaryUnaryMultiCallable[_ingest_pb2.EraseUserRequest, _ingest_pb2.EraseUserResponse]  # type: ignore[assignment]
+    """EraseUser erases one user (GDPR, PIPEDA): once the read models have applied
+    it, none answers the user's identifiers or properties, and every aggregate
+    is as if the user's events up to the erasure had never been accepted. Later
+    events of the user timestamped at or before the erasure are dropped; later
+    ones are a new history. Needs the `admin` scope. A repeated request answers
+    the same erasure id.
     """
 
 class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -89,6 +105,20 @@ class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_ingest_pb2.TrackStreamResponse], _abc.AsyncIterator[_ingest_pb2.TrackStreamResponse]]:
         """TrackStream is for gateways: one response per request, in order,
         flow-controlled by the HTTP/2 window.
+        """
+
+    @_abc_1.abstractmethod
+    def EraseUser(
+        self,
+        request: _ingest_pb2.EraseUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingest_pb2.EraseUserResponse, _abc.Awaitable[_ingest_pb2.EraseUserResponse]]:
+        """EraseUser erases one user (GDPR, PIPEDA): once the read models have applied
+        it, none answers the user's identifiers or properties, and every aggregate
+        is as if the user's events up to the erasure had never been accepted. Later
+        events of the user timestamped at or before the erasure are dropped; later
+        ones are a new history. Needs the `admin` scope. A repeated request answers
+        the same erasure id.
         """
 
 def add_IngestServiceServicer_to_server(servicer: IngestServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

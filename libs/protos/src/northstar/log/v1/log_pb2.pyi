@@ -25,7 +25,10 @@ class StoredEvent(_message.Message):
     Subject `events.<tenant>.<partition>` carries EventBatch messages: a small
     batch of one partition's accepted events from one request (the unit chosen
     in BENCHMARKS.md). Subject `ingest.<tenant>.received` on the DOMAIN stream
-    carries RequestReceived records for data quality.
+    carries RequestReceived records for data quality. The same events subject
+    also carries UserErased records (header Northstar-Type: UserErased), on the
+    partition of the erased user_id, so that every reader of the events sees an
+    erasure in order with the user's events.
 
     StoredEvent is an accepted product event as the log keeps it.
     """
@@ -195,3 +198,44 @@ class RequestReceived(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RequestReceived: _TypeAlias = RequestReceived  # noqa: Y015
+
+@_typing.final
+class UserErased(_message.Message):
+    """UserErased is a user's erasure (EraseUser): every reader of the events log
+    forgets the user's events that came before it in the log, and drops the
+    user's later-arriving events whose timestamp is at or before `erased_at_us`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    PARTITION_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    ERASURE_ID_FIELD_NUMBER: _builtins.int
+    ERASED_AT_US_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    """The tenant."""
+    partition: _builtins.int
+    """The partition of `user_id`, as its events are partitioned."""
+    user_id: _builtins.str
+    """The erased user."""
+    erasure_id: _builtins.str
+    """The erasure's id (a repeated request answers the same id)."""
+    erased_at_us: _builtins.int
+    """The server's time of the erasure, microseconds since the epoch."""
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        partition: _builtins.int = ...,
+        user_id: _builtins.str = ...,
+        erasure_id: _builtins.str = ...,
+        erased_at_us: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["erased_at_us", b"erased_at_us", "erasure_id", b"erasure_id", "partition", b"partition", "tenant", b"tenant", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserErased: _TypeAlias = UserErased  # noqa: Y015
