@@ -15,7 +15,7 @@ from northstar_harness.devstack import SERVICES
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("service", ["ingest", "metrics", "experiments", "alerts"])
+@pytest.mark.parametrize("service", ["ingest", "metrics", "experiments", "alerts", "reports"])
 def test_endpoint_settings(service: str, tmp_path: Path) -> None:
     name = f"{service}_endpoint"
     # The default is where the devstack serves it: the base port plus its place in the stack.

@@ -8,9 +8,11 @@ from northstar_client.clients import (
     AsyncExperimentsClient,
     AsyncIngestClient,
     AsyncMetricsClient,
+    AsyncReportsClient,
     ExperimentsClient,
     IngestClient,
     MetricsClient,
+    ReportsClient,
 )
 from northstar_client.config import ClientConfig, ConfigError, RetryPolicy
 from northstar_client.errors import FieldViolation, NorthstarClientError, RpcError
@@ -23,6 +25,7 @@ __all__ = [
     "AsyncExperimentsClient",
     "AsyncIngestClient",
     "AsyncMetricsClient",
+    "AsyncReportsClient",
     "ClientConfig",
     "ConfigError",
     "Event",
@@ -31,6 +34,7 @@ __all__ = [
     "IngestClient",
     "MetricsClient",
     "NorthstarClientError",
+    "ReportsClient",
     "RetryPolicy",
     "RpcError",
     "Tracker",

@@ -1,5 +1,5 @@
-"""`northstar`: track and import events, load a demo, query every metric, run experiments and
-manage alerts."""
+"""`northstar`: track and import events, load a demo, query every metric, run experiments,
+manage alerts and read reports."""
 
 # Typer reads a command's options from its parameters, so commands take many of them.
 # ruff: noqa: PLR0917
@@ -52,7 +52,14 @@ from northstar.metrics.v1 import (
     series_pb2,
     trend_pb2,
 )
-from northstar_client.clients import AlertsClient, ExperimentsClient, IngestClient, MetricsClient
+from northstar.reports.v1 import reports_pb2 as rp
+from northstar_client.clients import (
+    AlertsClient,
+    ExperimentsClient,
+    IngestClient,
+    MetricsClient,
+    ReportsClient,
+)
 from northstar_client.config import ENDPOINTS, ClientConfig, ConfigError
 from northstar_client.demo import DemoShape, generate_demo, load_demo
 from northstar_client.errors import NorthstarClientError, RpcError
@@ -67,7 +74,7 @@ app = typer.Typer(
     name="northstar",
     help=(
         "Northstar from the command line: send events, import files, load a demo data set,"
-        " query every metric, run experiments and manage alerts.\n\n"
+        " query every metric, run experiments, manage alerts and read reports.\n\n"
         "Examples:\n\n"
         "  northstar demo\n\n"
         "  northstar kpis\n\n"
@@ -149,6 +156,12 @@ def main(
             help="Alerts HOST:PORT (default 127.0.0.1:50054). [env: NORTHSTAR_ALERTS_ENDPOINT]"
         ),
     ] = None,
+    reports_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            help="Reports HOST:PORT (default 127.0.0.1:50055). [env: NORTHSTAR_REPORTS_ENDPOINT]"
+        ),
+    ] = None,
     api_key: Annotated[
         str | None,
         typer.Option(
@@ -203,6 +216,7 @@ def main(
             metrics_endpoint=metrics_endpoint,
             experiments_endpoint=experiments_endpoint,
             alerts_endpoint=alerts_endpoint,
+            reports_endpoint=reports_endpoint,
             api_key=api_key,
             tls=tls if tls is not None else (True if ca_file else None),
             ca_file=ca_file,
@@ -234,8 +248,9 @@ def _day(text: str, option: str) -> date:
         _fail(f"{option} must be a day as YYYY-MM-DD, got {text!r}", 2)
 
 
-C = TypeVar("C", ExperimentsClient, AlertsClient)
+C = TypeVar("C", ExperimentsClient, AlertsClient, ReportsClient)
 R = TypeVar("R")
+M = TypeVar("M", bound=Message)
 
 
 def _with_client(
@@ -1602,13 +1617,14 @@ def _alerts_call(ctx: typer.Context, call: Callable[[AlertsClient], R]) -> R:
     return _with_client(ctx, AlertsClient, call)
 
 
-def _read_rule(source: str) -> al.Rule:
-    """A rule from a JSON or YAML file (`-`: stdin), in the proto's JSON form.
+def _read_message(source: str, message: M, key: str) -> M:
+    """A message from a JSON or YAML file (`-`: stdin), in the proto's JSON form.
 
-    The answer of `rules get --json` (the rule under "rule", with its "version") is read
-    too, so a rule can be fetched, edited and sent back.
+    The answer of a `get --json` (the message under `key`, with its "version" and what the
+    service adds) is read too, so a definition can be fetched, edited and sent back.
     """
     name = "stdin" if source == "-" else source
+    what = key.replace("_", " ")
     try:
         text = sys.stdin.read() if source == "-" else Path(source).read_text()
     except OSError as e:
@@ -1622,14 +1638,21 @@ def _read_rule(source: str) -> al.Rule:
             data = yaml.safe_load(text)
         except yaml.YAMLError as e:
             _fail(f"{name} is neither JSON nor YAML: {e}", 2)
-    if isinstance(data, dict) and "rule" in data and set(data) <= {"rule", "version"}:
-        data = data["rule"]
+    for _ in range(2):  # GetScheduleResponse nests the definition twice
+        wrapped = isinstance(data, dict) and isinstance(data.get(key), dict)
+        if wrapped and (set(data) == {key} or "version" in data):
+            data = data[key]
     if not isinstance(data, dict):
-        _fail(f"{name} must hold one rule, as a JSON or YAML object", 2)
+        _fail(f"{name} must hold one {what}, as a JSON or YAML object", 2)
     try:
-        return json_format.ParseDict(data, al.Rule())
+        return json_format.ParseDict(data, message)
     except json_format.ParseError as e:
         _fail(f"{name}: {e}", 2)
+
+
+def _read_rule(source: str) -> al.Rule:
+    """A rule from a JSON or YAML file (`-`: stdin), or the answer of `rules get --json`."""
+    return _read_message(source, al.Rule(), "rule")
 
 
 @rules_app.command("list")
@@ -1928,6 +1951,259 @@ def alerts_notifications(
         ctx, lambda c: c.list_notifications(rule_id, page_size=limit, page_token=page_token)
     )
     print_answer(out, answer, json_output=json_output)
+
+
+# ---------------------------------------------------------------------------- reports
+
+reports_app = typer.Typer(
+    help=(
+        "Report schedules, generated reports and their renderings.\n\n"
+        "Examples:\n\n"
+        "  northstar reports schedules list\n\n"
+        "  northstar reports generate weekly --date 2026-11-23 --format html -o week.html\n\n"
+        "  northstar reports list --schedule daily\n\n"
+        "  northstar reports get REPORT_ID --format markdown"
+    ),
+    no_args_is_help=True,
+)
+app.add_typer(reports_app, name="reports")
+schedules_app = typer.Typer(
+    help="List, show, create, update and delete report schedules.", no_args_is_help=True
+)
+reports_app.add_typer(schedules_app, name="schedules")
+
+ScheduleArg = Annotated[str, typer.Argument(help="The schedule's id.")]
+ScheduleFileArg = Annotated[
+    str,
+    typer.Argument(
+        help="A JSON or YAML file with the schedule in the proto's JSON form; - : stdin."
+    ),
+]
+
+
+class ReportFormat(StrEnum):
+    """Renderings of a report."""
+
+    markdown = "markdown"
+    html = "html"
+    json = "json"
+
+
+_FORMATS = {
+    ReportFormat.markdown: rp.FORMAT_MARKDOWN,
+    ReportFormat.html: rp.FORMAT_HTML,
+    ReportFormat.json: rp.FORMAT_JSON,
+}
+FormatOpt = Annotated[ReportFormat, typer.Option("--format", "-f", help="The rendering to print.")]
+OutputOpt = Annotated[
+    Path | None, typer.Option("--output", "-o", help="Write the rendering to this file.")
+]
+
+
+def _reports_call(ctx: typer.Context, call: Callable[[ReportsClient], R]) -> R:
+    return _with_client(ctx, ReportsClient, call)
+
+
+def _write_rendering(answer: rp.GetReportResponse, output: Path | None) -> None:
+    if output is None:
+        print_plain(out, answer.content)
+        return
+    try:
+        output.write_text(answer.content, encoding="utf-8")
+    except OSError as e:
+        _fail(f"cannot write {output}: {e.strerror or e}", 2)
+    err.print(f"{answer.content_type} written to {output}", highlight=False)
+
+
+@schedules_app.command("list")
+def reports_schedules_list(ctx: typer.Context, json_output: JsonOpt = False) -> None:
+    """The tenant's report schedules: what, when, where to, next run, last period.
+
+    Examples:
+
+        northstar reports schedules list
+
+        northstar reports schedules list --json
+    """
+    answer = _reports_call(ctx, lambda c: c.list_schedules())
+    print_answer(out, answer, json_output=json_output)
+
+
+@schedules_app.command("get")
+def reports_schedules_get(
+    ctx: typer.Context, schedule_id: ScheduleArg, json_output: JsonOpt = False
+) -> None:
+    """One schedule and its version; `--json` prints it in the form `create`/`update` read.
+
+    Examples:
+
+        northstar reports schedules get weekly
+
+        northstar reports schedules get weekly --json > weekly.json
+    """
+    answer = _reports_call(ctx, lambda c: c.get_schedule(schedule_id))
+    print_answer(out, answer, json_output=json_output)
+
+
+@schedules_app.command("create")
+def reports_schedules_create(
+    ctx: typer.Context, file: ScheduleFileArg = "-", json_output: JsonOpt = False
+) -> None:
+    """Define a schedule from a file or stdin (needs an admin key).
+
+    A schedule in YAML:
+
+        schedule_id: growth-weekly
+        name: Growth weekly
+        kind: REPORT_KIND_WEEKLY
+        cron: "0 8 * * 1"
+        time_zone: Europe/Paris
+        channels: {emails: ["growth@example.com"], slack: ["https://hooks.slack.com/..."]}
+
+    Examples:
+
+        northstar reports schedules create growth-weekly.yaml
+    """
+    schedule = _read_message(file, rp.Schedule(), "schedule")
+    answer = _reports_call(ctx, lambda c: c.create_schedule(schedule))
+    print_answer(out, answer, json_output=json_output)
+
+
+@schedules_app.command("update")
+def reports_schedules_update(
+    ctx: typer.Context,
+    file: ScheduleFileArg = "-",
+    expected_version: RuleVersionOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Replace the definition of the schedule the file names (needs an admin key).
+
+    Examples:
+
+        northstar reports schedules get weekly --json > w.json; $EDITOR w.json; northstar reports schedules update w.json
+    """  # noqa: E501 - examples are kept whole, to copy
+    schedule = _read_message(file, rp.Schedule(), "schedule")
+
+    def call(client: ReportsClient) -> rp.UpdateScheduleResponse:
+        version = expected_version
+        if version is None:
+            version = client.get_schedule(schedule.schedule_id).schedule.version
+        return client.update_schedule(schedule, version)
+
+    print_answer(out, _reports_call(ctx, call), json_output=json_output)
+
+
+@schedules_app.command("delete")
+def reports_schedules_delete(
+    ctx: typer.Context,
+    schedule_id: ScheduleArg,
+    expected_version: RuleVersionOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Delete a schedule: it generates no more reports; those it made stay (admin key).
+
+    Examples:
+
+        northstar reports schedules delete growth-weekly
+    """
+
+    def call(client: ReportsClient) -> rp.DeleteScheduleResponse:
+        version = expected_version
+        if version is None:
+            version = client.get_schedule(schedule_id).schedule.version
+        return client.delete_schedule(schedule_id, version)
+
+    print_answer(out, _reports_call(ctx, call), json_output=json_output)
+
+
+@reports_app.command("generate")
+def reports_generate(
+    ctx: typer.Context,
+    schedule_id: ScheduleArg,
+    period_date: Annotated[
+        str,
+        typer.Option(
+            "--date", help="Any day of the period, YYYY-MM-DD (default: the latest ended one)."
+        ),
+    ] = "",
+    deliver: Annotated[bool, typer.Option(help="Also send it to the schedule's channels.")] = False,
+    fmt: FormatOpt = ReportFormat.markdown,
+    output: OutputOpt = None,
+) -> None:
+    """Generate a report now for a past period of a schedule (admin key) and print it.
+
+    Examples:
+
+        northstar reports generate daily
+
+        northstar reports generate weekly --date 2026-11-23 --format html -o week.html
+
+        northstar reports generate weekly --deliver
+    """
+
+    def call(client: ReportsClient) -> rp.GetReportResponse:
+        report = client.generate_report(schedule_id, period_date=period_date, deliver=deliver)
+        return client.get_report(report.report.summary.report_id, _FORMATS[fmt])
+
+    answer = _reports_call(ctx, call)
+    err.print(f"report {answer.report.summary.report_id}", highlight=False)
+    _write_rendering(answer, output)
+
+
+@reports_app.command("list")
+def reports_list(
+    ctx: typer.Context,
+    schedule_id: Annotated[str, typer.Option("--schedule", help="Only this schedule's.")] = "",
+    from_date: Annotated[
+        str, typer.Option("--from", help="Periods starting on or after this day.")
+    ] = "",
+    to_date: Annotated[
+        str, typer.Option("--to", help="Periods starting on or before this day.")
+    ] = "",
+    limit: Annotated[int, typer.Option(help="Reports per page (at most 1000).")] = 50,
+    page_token: Annotated[
+        str, typer.Option(help="The token printed under the previous page: older ones.")
+    ] = "",
+    json_output: JsonOpt = False,
+) -> None:
+    """Stored reports, newest period first, with their deliveries.
+
+    Examples:
+
+        northstar reports list
+
+        northstar reports list --schedule weekly --from 2026-10-01 --json
+    """
+    answer = _reports_call(
+        ctx,
+        lambda c: c.list_reports(
+            schedule_id,
+            from_date=from_date,
+            to_date=to_date,
+            page_size=limit,
+            page_token=page_token,
+        ),
+    )
+    print_answer(out, answer, json_output=json_output)
+
+
+@reports_app.command("get")
+def reports_get(
+    ctx: typer.Context,
+    report_id: Annotated[str, typer.Argument(help="The report's id.")],
+    fmt: FormatOpt = ReportFormat.markdown,
+    output: OutputOpt = None,
+) -> None:
+    """A stored report in one of its renderings.
+
+    Examples:
+
+        northstar reports get REPORT_ID
+
+        northstar reports get REPORT_ID --format html -o report.html
+    """
+    answer = _reports_call(ctx, lambda c: c.get_report(report_id, _FORMATS[fmt]))
+    _write_rendering(answer, output)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,5 +1,5 @@
-"""Sync and async clients of ingest, metrics, experiments and alerts: auth, TLS, deadlines,
-retries."""
+"""Sync and async clients of ingest, metrics, experiments, alerts and reports: auth, TLS,
+deadlines, retries."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from northstar.metrics.v1 import (
     series_pb2,
     trend_pb2,
 )
+from northstar.reports.v1 import reports_pb2, reports_pb2_grpc
 from northstar_client.config import ClientConfig
 from northstar_client.events import Event, new_event_id
 from northstar_client.retry import call_async, call_sync
@@ -36,9 +37,11 @@ __all__ = [
     "AsyncExperimentsClient",
     "AsyncIngestClient",
     "AsyncMetricsClient",
+    "AsyncReportsClient",
     "ExperimentsClient",
     "IngestClient",
     "MetricsClient",
+    "ReportsClient",
     "prepare_track_request",
 ]
 
@@ -943,3 +946,202 @@ class AsyncAlertsClient(_AsyncBase):
         at most 500 a page; INVALID_ARGUMENT for a negative page_size or a foreign page_token."""
         request = _notifications_request(rule_id, page_size, page_token)
         return await self._call("ListNotifications", self._stub.ListNotifications, request, timeout)
+
+
+def _generate_request(
+    source: str | reports_pb2.Schedule, period_date: str, deliver: bool
+) -> reports_pb2.GenerateReportRequest:
+    request = reports_pb2.GenerateReportRequest(period_date=period_date, deliver=deliver)
+    if isinstance(source, str):
+        request.schedule_id = source
+    else:
+        request.definition.CopyFrom(source)
+    return request
+
+
+def _list_reports_request(
+    schedule_id: str, from_date: str, to_date: str, page_size: int, page_token: str
+) -> reports_pb2.ListReportsRequest:
+    return reports_pb2.ListReportsRequest(
+        schedule_id=schedule_id,
+        from_date=from_date,
+        to_date=to_date,
+        page_size=page_size,
+        page_token=page_token,
+    )
+
+
+class ReportsClient(_SyncBase):
+    """Blocking client of ReportsService: one method per RPC."""
+
+    def __init__(self, config: ClientConfig | None = None) -> None:
+        config = config or ClientConfig.from_env()
+        super().__init__(config, config.reports_endpoint)
+        self._stub = reports_pb2_grpc.ReportsServiceStub(self._channel)
+
+    def create_schedule(
+        self, schedule: reports_pb2.Schedule, *, timeout: float | None = None
+    ) -> reports_pb2.CreateScheduleResponse:
+        """Define a schedule; ALREADY_EXISTS when its id was ever used (also for a retried
+        create), INVALID_ARGUMENT naming each bad field."""
+        request = reports_pb2.CreateScheduleRequest(schedule=schedule)
+        return self._call("CreateSchedule", self._stub.CreateSchedule, request, timeout)
+
+    def update_schedule(
+        self, schedule: reports_pb2.Schedule, expected_version: int, *, timeout: float | None = None
+    ) -> reports_pb2.UpdateScheduleResponse:
+        """Replace the definition of `schedule.schedule_id`; ABORTED on a stale
+        expected_version (never retried), NOT_FOUND for an unknown or deleted schedule."""
+        request = reports_pb2.UpdateScheduleRequest(
+            schedule=schedule, expected_version=expected_version
+        )
+        return self._call("UpdateSchedule", self._stub.UpdateSchedule, request, timeout)
+
+    def delete_schedule(
+        self, schedule_id: str, expected_version: int, *, timeout: float | None = None
+    ) -> reports_pb2.DeleteScheduleResponse:
+        """End a schedule (its reports stay); ABORTED on a stale expected_version."""
+        request = reports_pb2.DeleteScheduleRequest(
+            schedule_id=schedule_id, expected_version=expected_version
+        )
+        return self._call("DeleteSchedule", self._stub.DeleteSchedule, request, timeout)
+
+    def get_schedule(
+        self, schedule_id: str, *, timeout: float | None = None
+    ) -> reports_pb2.GetScheduleResponse:
+        """One schedule, its version, next run and last period; NOT_FOUND when unknown."""
+        request = reports_pb2.GetScheduleRequest(schedule_id=schedule_id)
+        return self._call("GetSchedule", self._stub.GetSchedule, request, timeout)
+
+    def list_schedules(self, *, timeout: float | None = None) -> reports_pb2.ListSchedulesResponse:
+        """The tenant's live schedules, by id."""
+        request = reports_pb2.ListSchedulesRequest()
+        return self._call("ListSchedules", self._stub.ListSchedules, request, timeout)
+
+    def generate_report(
+        self,
+        source: str | reports_pb2.Schedule,
+        *,
+        period_date: str = "",
+        deliver: bool = False,
+        timeout: float | None = None,
+    ) -> reports_pb2.GenerateReportResponse:
+        """A new report now, for a stored schedule's id or an inline definition, covering the
+        period holding `period_date` (default: the latest ended one). Not retried: each call
+        makes a new report."""
+        request = _generate_request(source, period_date, deliver)
+        return self._call(
+            "GenerateReport", self._stub.GenerateReport, request, timeout, retry=False
+        )
+
+    def get_report(
+        self,
+        report_id: str,
+        fmt: reports_pb2.Format.ValueType = reports_pb2.FORMAT_JSON,
+        *,
+        timeout: float | None = None,
+    ) -> reports_pb2.GetReportResponse:
+        """A stored report and its rendering in `fmt`; NOT_FOUND when unknown."""
+        request = reports_pb2.GetReportRequest(report_id=report_id, format=fmt)
+        return self._call("GetReport", self._stub.GetReport, request, timeout)
+
+    def list_reports(
+        self,
+        schedule_id: str = "",
+        *,
+        from_date: str = "",
+        to_date: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+        timeout: float | None = None,
+    ) -> reports_pb2.ListReportsResponse:
+        """One page of report summaries, newest period first."""
+        request = _list_reports_request(schedule_id, from_date, to_date, page_size, page_token)
+        return self._call("ListReports", self._stub.ListReports, request, timeout)
+
+
+class AsyncReportsClient(_AsyncBase):
+    """asyncio client of ReportsService: one coroutine per RPC."""
+
+    def __init__(self, config: ClientConfig | None = None) -> None:
+        config = config or ClientConfig.from_env()
+        super().__init__(config, config.reports_endpoint)
+        self._stub = reports_pb2_grpc.ReportsServiceStub(self._channel)
+
+    async def create_schedule(
+        self, schedule: reports_pb2.Schedule, *, timeout: float | None = None
+    ) -> reports_pb2.CreateScheduleResponse:
+        """Define a schedule (see ReportsClient.create_schedule)."""
+        request = reports_pb2.CreateScheduleRequest(schedule=schedule)
+        return await self._call("CreateSchedule", self._stub.CreateSchedule, request, timeout)
+
+    async def update_schedule(
+        self, schedule: reports_pb2.Schedule, expected_version: int, *, timeout: float | None = None
+    ) -> reports_pb2.UpdateScheduleResponse:
+        """Replace a schedule's definition (see ReportsClient.update_schedule)."""
+        request = reports_pb2.UpdateScheduleRequest(
+            schedule=schedule, expected_version=expected_version
+        )
+        return await self._call("UpdateSchedule", self._stub.UpdateSchedule, request, timeout)
+
+    async def delete_schedule(
+        self, schedule_id: str, expected_version: int, *, timeout: float | None = None
+    ) -> reports_pb2.DeleteScheduleResponse:
+        """End a schedule (see ReportsClient.delete_schedule)."""
+        request = reports_pb2.DeleteScheduleRequest(
+            schedule_id=schedule_id, expected_version=expected_version
+        )
+        return await self._call("DeleteSchedule", self._stub.DeleteSchedule, request, timeout)
+
+    async def get_schedule(
+        self, schedule_id: str, *, timeout: float | None = None
+    ) -> reports_pb2.GetScheduleResponse:
+        """One schedule (see ReportsClient.get_schedule)."""
+        request = reports_pb2.GetScheduleRequest(schedule_id=schedule_id)
+        return await self._call("GetSchedule", self._stub.GetSchedule, request, timeout)
+
+    async def list_schedules(
+        self, *, timeout: float | None = None
+    ) -> reports_pb2.ListSchedulesResponse:
+        """The tenant's live schedules, by id."""
+        request = reports_pb2.ListSchedulesRequest()
+        return await self._call("ListSchedules", self._stub.ListSchedules, request, timeout)
+
+    async def generate_report(
+        self,
+        source: str | reports_pb2.Schedule,
+        *,
+        period_date: str = "",
+        deliver: bool = False,
+        timeout: float | None = None,
+    ) -> reports_pb2.GenerateReportResponse:
+        """A new report now (see ReportsClient.generate_report); not retried."""
+        request = _generate_request(source, period_date, deliver)
+        return await self._call(
+            "GenerateReport", self._stub.GenerateReport, request, timeout, retry=False
+        )
+
+    async def get_report(
+        self,
+        report_id: str,
+        fmt: reports_pb2.Format.ValueType = reports_pb2.FORMAT_JSON,
+        *,
+        timeout: float | None = None,
+    ) -> reports_pb2.GetReportResponse:
+        """A stored report and its rendering (see ReportsClient.get_report)."""
+        request = reports_pb2.GetReportRequest(report_id=report_id, format=fmt)
+        return await self._call("GetReport", self._stub.GetReport, request, timeout)
+
+    async def list_reports(
+        self,
+        schedule_id: str = "",
+        *,
+        from_date: str = "",
+        to_date: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+        timeout: float | None = None,
+    ) -> reports_pb2.ListReportsResponse:
+        """One page of report summaries, newest period first."""
+        request = _list_reports_request(schedule_id, from_date, to_date, page_size, page_token)
+        return await self._call("ListReports", self._stub.ListReports, request, timeout)

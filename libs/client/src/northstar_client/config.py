@@ -26,8 +26,15 @@ DEFAULT_INGEST_ENDPOINT = "127.0.0.1:50051"
 DEFAULT_METRICS_ENDPOINT = "127.0.0.1:50052"
 DEFAULT_EXPERIMENTS_ENDPOINT = "127.0.0.1:50053"
 DEFAULT_ALERTS_ENDPOINT = "127.0.0.1:50054"
+DEFAULT_REPORTS_ENDPOINT = "127.0.0.1:50055"
 # The per-service endpoint settings; `endpoint` (a gateway) sets every one.
-ENDPOINTS = ("ingest_endpoint", "metrics_endpoint", "experiments_endpoint", "alerts_endpoint")
+ENDPOINTS = (
+    "ingest_endpoint",
+    "metrics_endpoint",
+    "experiments_endpoint",
+    "alerts_endpoint",
+    "reports_endpoint",
+)
 DEMO_KEYS_PATH = Path(".northstar") / "demo-keys.json"
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -55,13 +62,14 @@ class RetryPolicy:
 
 @dataclass(frozen=True, slots=True)
 class ClientConfig:
-    """How to reach ingest, metrics, experiments and alerts: endpoints, key, TLS, deadlines and
-    retries."""
+    """How to reach ingest, metrics, experiments, alerts and reports: endpoints, key, TLS,
+    deadlines and retries."""
 
     ingest_endpoint: str = DEFAULT_INGEST_ENDPOINT
     metrics_endpoint: str = DEFAULT_METRICS_ENDPOINT
     experiments_endpoint: str = DEFAULT_EXPERIMENTS_ENDPOINT
     alerts_endpoint: str = DEFAULT_ALERTS_ENDPOINT
+    reports_endpoint: str = DEFAULT_REPORTS_ENDPOINT
     api_key: str | None = None
     tls: bool = False
     ca_file: Path | None = None
@@ -109,6 +117,7 @@ class ClientConfig:
             "metrics_endpoint": env.get("NORTHSTAR_METRICS_ENDPOINT"),
             "experiments_endpoint": env.get("NORTHSTAR_EXPERIMENTS_ENDPOINT"),
             "alerts_endpoint": env.get("NORTHSTAR_ALERTS_ENDPOINT"),
+            "reports_endpoint": env.get("NORTHSTAR_REPORTS_ENDPOINT"),
             "api_key": env.get("NORTHSTAR_API_KEY"),
             "tls": env.get("NORTHSTAR_TLS"),
             "ca_file": env.get("NORTHSTAR_CA_FILE"),
@@ -157,6 +166,7 @@ def _apply(config: ClientConfig, values: Mapping[str, Any], *, source: str) -> C
         "metrics_endpoint",
         "experiments_endpoint",
         "alerts_endpoint",
+        "reports_endpoint",
         "api_key",
         "tls",
         "ca_file",

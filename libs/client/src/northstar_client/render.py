@@ -26,6 +26,7 @@ from northstar.metrics.v1 import (
     series_pb2,
     trend_pb2,
 )
+from northstar.reports.v1 import reports_pb2 as rp
 
 __all__ = ["as_json", "print_answer", "print_plain", "render", "sparkline"]
 
@@ -155,6 +156,15 @@ def render(message: Message) -> RenderableType:
             al.ListSilencesResponse(silences=[r.silence])
         ),
         al.ListNotificationsResponse: _notifications,
+        rp.ListSchedulesResponse: lambda r: _schedules(list(r.schedules)),
+        rp.GetScheduleResponse: lambda r: _schedules([r.schedule]),
+        rp.CreateScheduleResponse: lambda r: _schedules([r.schedule]),
+        rp.UpdateScheduleResponse: lambda r: _schedules([r.schedule]),
+        rp.DeleteScheduleResponse: lambda r: Text.assemble(("version ", "bold"), str(r.version)),
+        rp.ListReportsResponse: _reports,
+        rp.GenerateReportResponse: lambda r: _reports(
+            rp.ListReportsResponse(reports=[r.report.summary])
+        ),
     }
     renderer = renderers.get(type(message))
     if renderer is None:
@@ -953,6 +963,81 @@ def _notifications(r: al.ListNotificationsResponse) -> RenderableType:
     parts: list[RenderableType] = [table]
     if not r.notifications:
         parts.append(Text("no notifications", style="dim"))
+    if r.next_page_token:
+        parts.append(Text(f"older: --page-token {r.next_page_token}", style="dim"))
+    return Group(*parts)
+
+
+def _schedule_what(s: rp.Schedule) -> str:
+    if s.kind == rp.REPORT_KIND_CUSTOM:
+        return ", ".join(_xenum(rp.Section, v, "SECTION_") for v in s.sections) or "–"
+    return _xenum(rp.ReportKind, s.kind, "REPORT_KIND_")
+
+
+def _period(p: rp.Period) -> str:
+    if not p.start_date:
+        return "–"
+    span = p.start_date if p.start_date == p.end_date else f"{p.start_date}..{p.end_date}"
+    return f"{span} {p.time_zone}".strip()
+
+
+def _report_channels(c: rp.Channels) -> str:
+    parts = [(len(c.emails), "email"), (len(c.slack), "slack"), (len(c.webhooks), "webhook")]
+    return ", ".join(f"{n} {label}" for n, label in parts if n) or "none"
+
+
+def _schedules(states: Sequence[rp.ScheduleState]) -> RenderableType:
+    table = Table(title="Report schedules")
+    columns = ("schedule", "name", "what", "cron", "zone", "channels", "next run", "last period")
+    for col in (*columns, "version"):
+        table.add_column(col, justify="right" if col == "version" else "left")
+    for state in states:
+        s = state.schedule
+        table.add_row(
+            s.schedule_id,
+            s.name or "–",
+            _schedule_what(s),
+            s.cron + (" (paused)" if s.paused else ""),
+            s.time_zone or "UTC",
+            _report_channels(s.channels),
+            _stamp(state.next_run) if state.HasField("next_run") else "–",
+            _period(state.last_period) if state.HasField("last_period") else "–",
+            str(state.version),
+        )
+    return _listing(table, len(states), "no schedules")
+
+
+def _delivery_summary(deliveries: Sequence[rp.Delivery]) -> Text:
+    if not deliveries:
+        return Text("none", style="dim")
+    counts: dict[str, int] = {}
+    for d in deliveries:
+        name = _xenum(rp.DeliveryStatus, d.status, "DELIVERY_STATUS_")
+        counts[name] = counts.get(name, 0) + 1
+    styles = {"delivered": "green", "pending": "yellow", "failed": "red"}
+    text = Text()
+    for i, (name, n) in enumerate(sorted(counts.items())):
+        text.append((", " if i else "") + f"{n} {name}", style=styles.get(name, ""))
+    return text
+
+
+def _reports(r: rp.ListReportsResponse) -> RenderableType:
+    table = Table(title="Reports")
+    for col in ("report", "schedule", "title", "period", "generated", "on demand", "deliveries"):
+        table.add_column(col)
+    for s in r.reports:
+        table.add_row(
+            s.report_id,
+            s.schedule_id or "–",
+            s.title or "–",
+            _period(s.period),
+            _stamp(s.generated_at),
+            "yes" if s.on_demand else "",
+            _delivery_summary(s.deliveries),
+        )
+    parts: list[RenderableType] = [table]
+    if not r.reports:
+        parts.append(Text("no reports", style="dim"))
     if r.next_page_token:
         parts.append(Text(f"older: --page-token {r.next_page_token}", style="dim"))
     return Group(*parts)
