@@ -56,7 +56,7 @@ def check_cron(expr: str) -> None:
         raise InvalidCron("five fields: minute hour day-of-month month day-of-week")
     try:
         CronSim(expr, datetime(2000, 1, 1, tzinfo=UTC))
-    except (CronSimError, ValueError) as e:
+    except (CronSimError, ValueError, LookupError, TypeError) as e:
         raise InvalidCron(str(e) or "not a cron expression") from e
 
 
