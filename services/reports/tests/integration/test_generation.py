@@ -176,9 +176,13 @@ async def test_missed_days_are_caught_up_up_to_the_limit(hosts: ReportsHosts) ->
         ),
         metadata=auth(),
     )
-    await asyncio.sleep(0.5)  # the projection applies the pause
+
+    async def paused() -> bool:
+        return bool(await pool_of(host).fetchval("SELECT paused FROM report_schedules"))
+
+    await assert_eventually(paused, timeout=20)
     hosts.clock.set(now + timedelta(days=2))
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(1.0)  # ten scheduler rounds with two more days due
     assert len(await all_reports(host)) == 4
 
 
