@@ -32,8 +32,8 @@ from .conftest import (
 )
 
 
-class Crash(Exception):
-    """A replica dying at a fault point."""
+class Crash(BaseException):
+    """A replica dying at a fault point: no handler of the service catches it."""
 
 
 @pytest.fixture
@@ -115,14 +115,19 @@ async def test_two_replicas_generate_each_period_once_and_deliver_once(
     assert len(hosts.sections.calls) == 3  # one gathering per period, no second attempt
 
 
-async def test_a_crash_after_generation_is_delivered_once_by_another_replica(
-    hosts: ReportsHosts, http: HttpReceiver
+@pytest.mark.parametrize("point", ["gathered", "committed", "recorded"])
+async def test_a_crash_anywhere_in_a_generation_gives_one_report_delivered_once(
+    hosts: ReportsHosts, http: HttpReceiver, point: str
 ) -> None:
+    """Replica a dies at `point` (before recording: its lease must lapse; after the commit,
+    before the publish: the relay publishes; after the publish: nothing is left to do),
+    before delivering anything; replica b finishes the work."""
     crashed = asyncio.Event()
 
-    async def die(point: str) -> None:
-        crashed.set()
-        raise Crash(point)
+    async def die(at: str) -> None:
+        if at == point:
+            crashed.set()
+            raise Crash(at)
 
     a = await hosts.start(fault=die, reports_dispatcher_enabled=False)
     hook = http.url("/hook")
@@ -141,13 +146,14 @@ async def test_a_crash_after_generation_is_delivered_once_by_another_replica(
         assert [d.status for d in report.deliveries] == [pb.DELIVERY_STATUS_DELIVERED]
         return report
 
-    report = await assert_eventually(delivered, timeout=30)
+    report = await assert_eventually(delivered, timeout=40)
     await asyncio.sleep(1.0)  # b keeps polling: no second generation, no second send
     assert [r.key for r in http.seen("/hook")] == [
         events.delivery_id(report.report_id, "webhook", hook)
     ]
     assert list((await subject_counts(b, "report")).values()) == [1]
-    assert len(hosts.sections.calls) == 1
+    # Gathered twice only when a died before recording anything.
+    assert len(hosts.sections.calls) == (2 if point == "gathered" else 1)
 
 
 async def test_missed_days_are_caught_up_up_to_the_limit(hosts: ReportsHosts) -> None:

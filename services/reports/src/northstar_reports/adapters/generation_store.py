@@ -113,13 +113,13 @@ class GenerationStore:
             self.owner,
         )
 
-    async def record(self, tenant: str, report: pb.Report, *, run: Run | None) -> bool:
+    async def record(self, tenant: str, report: pb.Report, *, run: Run | None) -> list[int] | None:
         """Record a generated report: its run done (when scheduled, only while this replica
-        holds the lease), its event queued and its deliveries created, in one transaction;
-        then publish the event. False when the lease was lost (nothing written)."""
+        holds the lease), its event queued and its deliveries created, in one transaction.
+        The outbox rows to publish next; None when the lease was lost (nothing written)."""
         async with self.pool.acquire() as conn, conn.transaction():
             if run is not None and not await self._hold(conn, run):
-                return False
+                return None
             ids = await self._queue(conn, tenant, report)
             await conn.executemany(
                 "INSERT INTO deliveries (delivery_id, tenant, report_id, channel, target)"
@@ -135,8 +135,7 @@ class GenerationStore:
                     for d in report.summary.deliveries
                 ],
             )
-        await self.publish(ids)
-        return True
+        return ids
 
     async def _hold(self, conn: Connection, run: Run) -> bool:
         # The row lock orders this commit after any concurrent claim of the same run.

@@ -14,8 +14,10 @@ from northstar_reports.domain.periods import Period
 from northstar_reports.domain.schedules import sections_of
 from northstar_runtime.errors import DeadlineExceeded
 
-# A test's fault point: called with the step just done ("recorded": the report's run is
-# done, its event appended and its deliveries created).
+# A test's fault point, called with the step just done: "gathered" (sections in hand,
+# nothing recorded), "committed" (run done, event queued, deliveries created; the event not
+# yet in the log), "recorded" (the event appended too). A fault that raises a BaseException
+# other than CancelledError stands for the process dying there: nothing after it runs.
 Fault = Callable[[str], Awaitable[None]]
 CHANNELS = (("email", "emails"), ("slack", "slack"), ("webhook", "webhooks"))
 
@@ -85,6 +87,10 @@ class ReportGenerator:
             summary.deliveries.extend(pending_deliveries(schedule))
         return report
 
+    async def _step(self, point: str) -> None:
+        if self._fault is not None:
+            await self._fault(point)
+
     async def scheduled(self, run: Run) -> bool:
         """Generate and record a claimed run; False when its lease was lost meanwhile."""
         try:
@@ -96,13 +102,19 @@ class ReportGenerator:
                 on_demand=False,
                 deliver=True,
             )
-            recorded = await self._store.record(run.tenant, report, run=run)
-        except BaseException:
+        except (Exception, asyncio.CancelledError):
+            # A failed gathering (or a stop) gives the run back at once; a crash leaves
+            # it to its lease.
             await asyncio.shield(self._store.release(run))
             raise
-        if recorded and self._fault is not None:
-            await self._fault("recorded")
-        return recorded
+        await self._step("gathered")
+        ids = await self._store.record(run.tenant, report, run=run)
+        if ids is None:
+            return False
+        await self._step("committed")
+        await self._store.publish(ids)
+        await self._step("recorded")
+        return True
 
     async def on_demand(
         self, tenant: str, schedule: pb.Schedule, period: Period, *, deliver: bool
@@ -111,5 +123,6 @@ class ReportGenerator:
         report = await self.build(
             tenant, schedule, period, report_id=uuid.uuid4().hex, on_demand=True, deliver=deliver
         )
-        await self._store.record(tenant, report, run=None)
+        ids = await self._store.record(tenant, report, run=None)
+        await self._store.publish(ids or [])
         return report
