@@ -46,6 +46,7 @@ async def test_create_update_delete_with_versions(hosts: ReportsHosts) -> None:
     )
     v2 = updated.schedule.version
     assert v2 > v1 and updated.schedule.schedule.paused
+    assert not updated.schedule.HasField("next_run")  # paused: it does not fire
     with pytest.raises(grpc.aio.AioRpcError) as stale:
         await stub.UpdateSchedule(
             pb.UpdateScheduleRequest(schedule=daily("ops.daily"), expected_version=v1),

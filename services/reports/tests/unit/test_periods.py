@@ -206,3 +206,27 @@ def test_nothing_is_due_before_the_first_fire() -> None:
 def test_bad_crons_are_refused(expr: str) -> None:
     with pytest.raises(InvalidCron):
         check_cron(expr)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    tz=st.sampled_from((*ZONES, "UTC")),
+    expr=st.sampled_from(("0 9 * * *", "30 2 * * *", "0 9 * * 1", "0 */6 * * *", "15 23 * * 5")),
+    unit=st.sampled_from((DAY, WEEK)),
+    start=st.datetimes(min_value=datetime(2024, 1, 1), max_value=datetime(2030, 1, 1)),
+    days=st.integers(0, 40),
+    limit=st.integers(1, 12),
+)
+def test_catch_up_equals_the_newest_periods_of_every_fire(
+    tz: str, expr: str, unit: int, start: datetime, days: int, limit: int
+) -> None:
+    after = start.replace(tzinfo=UTC)
+    until = after + timedelta(days=days, hours=5)
+    every = sorted(
+        {
+            period_of_fire(f, unit, tz)  # type: ignore[arg-type]
+            for f in itertools.takewhile(lambda f: f <= until, fires_after(expr, tz, after))
+        }
+    )
+    got = due_periods(expr, tz, unit, after=after, until=until, limit=limit)  # type: ignore[arg-type]
+    assert got == every[-limit:]

@@ -77,7 +77,7 @@ class ReportGenerator:
         summary = report.summary
         summary.Clear()
         summary.report_id = report_id
-        summary.schedule_id = "" if on_demand and not schedule.schedule_id else schedule.schedule_id
+        summary.schedule_id = schedule.schedule_id  # empty for an inline definition
         summary.title = schedule.name
         summary.kind = schedule.kind
         summary.period.CopyFrom(period.to_proto())

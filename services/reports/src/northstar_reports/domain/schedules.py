@@ -8,7 +8,7 @@ is what the events carry and what the API answers). `violations` names every bad
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
 from northstar.reports.v1 import reports_pb2 as pb
@@ -73,13 +73,15 @@ def _http_url(url: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname) and len(url) <= 2048
 
 
-def _targets(values: Iterable[str], field: str, ok: object, what: str) -> Iterable[FieldViolation]:
+def _targets(
+    values: Iterable[str], field: str, ok: Callable[[str], object], what: str
+) -> Iterable[FieldViolation]:
     seen: set[str] = set()
     items = list(values)
     if len(items) > TARGETS_MAX:
         yield FieldViolation(field, f"at most {TARGETS_MAX}")
     for i, value in enumerate(items):
-        if not ok(value):  # type: ignore[operator]
+        if not ok(value):
             yield FieldViolation(f"{field}[{i}]", what)
         elif value in seen:
             yield FieldViolation(f"{field}[{i}]", "listed twice")

@@ -91,7 +91,8 @@ class ReportsServicer(reports_pb2_grpc.ReportsServiceServicer):
     async def _state(self, tenant: str, schedule: dom.ScheduleState) -> pb.ScheduleState:
         s = schedule.schedule
         out = pb.ScheduleState(schedule=s, version=schedule.version)
-        at = next_fire(s.cron, s.time_zone, self._now())
+        # A paused schedule does not fire: no next run until it is resumed.
+        at = None if s.paused else next_fire(s.cron, s.time_zone, self._now())
         if at is not None:
             out.next_run.FromDatetime(at)
         last = await self._book.last_period(tenant, s.schedule_id)
