@@ -58,15 +58,18 @@ class ReportGenerator:
         report_id: str,
         on_demand: bool,
         deliver: bool,
+        deadline_s: float | None = None,
     ) -> pb.Report:
-        """The report of `schedule` over `period`, not yet recorded."""
+        """The report of `schedule` over `period`, not yet recorded; the sections are
+        gathered within `deadline_s` (at most the generation deadline)."""
         sections = sections_of(schedule)
+        limit = self._deadline_s if deadline_s is None else min(deadline_s, self._deadline_s)
         try:
             report = await asyncio.wait_for(
                 self._source.gather(
                     tenant=tenant, schedule=schedule, period=period.to_proto(), sections=sections
                 ),
-                timeout=self._deadline_s,
+                timeout=limit,
             )
         except TimeoutError as e:
             raise DeadlineExceeded(
@@ -117,11 +120,23 @@ class ReportGenerator:
         return True
 
     async def on_demand(
-        self, tenant: str, schedule: pb.Schedule, period: Period, *, deliver: bool
+        self,
+        tenant: str,
+        schedule: pb.Schedule,
+        period: Period,
+        *,
+        deliver: bool,
+        deadline_s: float | None = None,
     ) -> pb.Report:
         """Generate and record a new on-demand report (a random id each call)."""
         report = await self.build(
-            tenant, schedule, period, report_id=uuid.uuid4().hex, on_demand=True, deliver=deliver
+            tenant,
+            schedule,
+            period,
+            report_id=uuid.uuid4().hex,
+            on_demand=True,
+            deliver=deliver,
+            deadline_s=deadline_s,
         )
         ids = await self._store.record(tenant, report, run=None)
         await self._store.publish(ids or [])

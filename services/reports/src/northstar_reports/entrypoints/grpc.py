@@ -24,7 +24,7 @@ from northstar_reports.domain.render import render
 from northstar_reports.domain.schedules import SCHEDULE_ID, unit_of, validate
 from northstar_runtime.auth import Scope
 from northstar_runtime.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
-from northstar_runtime.grpc_server import current_principal
+from northstar_runtime.grpc_server import check_deadline, current_principal
 
 Context = grpc.aio.ServicerContext[Any, Any]
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ReportsService"].full_name
@@ -34,6 +34,7 @@ SCOPES = {
     for m in pb.DESCRIPTOR.services_by_name["ReportsService"].methods
 }
 _REPORT_ID = re.compile(r"^[0-9a-f]{32}$")
+_DAY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 
@@ -42,11 +43,11 @@ def _checked_day(value: str, field: str) -> date | None:
     """The day `value` names (`YYYY-MM-DD`), None when empty; INVALID_ARGUMENT otherwise."""
     if not value:
         return None
-    try:
-        if len(value) == 10:
+    if _DAY.match(value):
+        try:
             return date.fromisoformat(value)
-    except ValueError:
-        pass
+        except ValueError:
+            pass
     raise InvalidArgument(f"{field}: not a date", violations=[FieldViolation(field, "YYYY-MM-DD")])
 
 
@@ -209,7 +210,9 @@ class ReportsServicer(reports_pb2_grpc.ReportsServiceServicer):
             schedule = pb.Schedule()
             schedule.CopyFrom(request.definition)
             schedule.schedule_id = ""
-        report = await self._generator.on_demand(tenant, schedule, period, deliver=request.deliver)
+        report = await self._generator.on_demand(
+            tenant, schedule, period, deliver=request.deliver, deadline_s=check_deadline()
+        )
         return pb.GenerateReportResponse(report=report)
 
     async def GetReport(  # noqa: N802 - gRPC method name
