@@ -102,6 +102,7 @@ def build_host(
                     clock=clock,
                     poll_s=settings.reports_poll_seconds,
                     catch_up_limit=settings.reports_catch_up_limit,
+                    concurrency=settings.reports_generation_concurrency,
                     defaults=defaults,
                 )
             )

@@ -43,6 +43,12 @@ class ReportsSettings(ServiceSettings):
     reports_generation_timeout_seconds: float = Field(
         default=60.0, gt=0, description="deadline of gathering one report's sections"
     )
+    reports_generation_concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=256,
+        description="schedules gathering their sections at once, per replica",
+    )
     reports_scheduler_enabled: bool = Field(
         default=True, description="run the report scheduler in this replica"
     )

@@ -3,6 +3,7 @@ source (a fake of our own collaborator), an injectable clock and a fault point."
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -62,6 +63,8 @@ class FixedSections:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, str]] = []
+        # A schedule id here gathers only once its event is set.
+        self.hold: dict[str, asyncio.Event] = {}
 
     async def gather(
         self,
@@ -72,6 +75,8 @@ class FixedSections:
         sections: Sequence[pb.Section.ValueType],
     ) -> pb.Report:
         self.calls.append((tenant, schedule.schedule_id, period.start_date))
+        if schedule.schedule_id in self.hold:
+            await self.hold[schedule.schedule_id].wait()
         report = pb.Report()
         report.key_metrics.metrics.add(name="dau", label="Daily active users", value=42.0)
         report.errors.add(section=pb.SECTION_ALERTS, message="alerts: UNAVAILABLE test")

@@ -404,3 +404,21 @@ async def test_a_second_append_of_a_report_is_detected(hosts: ReportsHosts) -> N
     with pytest.raises(LogConflict):
         await log.append(row["subject"], bytes(row["payload"]), msg_id="other", expected_version=0)
     assert list((await subject_counts(host, "report")).values()) == [1]
+
+
+async def test_a_slow_schedule_does_not_hold_back_another(hosts: ReportsHosts) -> None:
+    host = await hosts.start(reports_generation_timeout_seconds=30.0)
+    release = asyncio.Event()
+    hosts.sections.hold["a-slow"] = release
+    await create(host, daily("a-slow"))
+    created = await create(host, daily("b-fast"))
+    hosts.clock.set(created + timedelta(days=1, minutes=1))
+
+    async def generated(schedule_id: str) -> bool:
+        return any(r.schedule_id == schedule_id for r in await all_reports(host))
+
+    # "a-slow" comes first and is still gathering (held) while "b-fast" is generated.
+    await assert_eventually(lambda: generated("b-fast"), timeout=20)
+    assert not await generated("a-slow")
+    release.set()
+    await assert_eventually(lambda: generated("a-slow"), timeout=20)

@@ -55,6 +55,7 @@ class ReportScheduler:
         clock: Callable[[], float],
         poll_s: float,
         catch_up_limit: int,
+        concurrency: int = 4,
         defaults: DefaultSchedulesInstaller | None = None,
     ) -> None:
         self._book = book
@@ -63,6 +64,7 @@ class ReportScheduler:
         self._clock = clock
         self._poll_s = poll_s
         self._limit = catch_up_limit
+        self._concurrency = concurrency
         self._defaults = defaults
         self._stopping = asyncio.Event()
 
@@ -87,20 +89,29 @@ class ReportScheduler:
         except _ERRORS as e:
             log.warning("report scheduling round failed", error=repr(e))
             return 0
-        recorded = 0
-        for active in schedules:
-            if self._stopping.is_set():
-                break
-            try:
-                recorded += await self._generate_due(active)
-            except _ERRORS as e:
-                log.warning(
-                    "report generation failed; retried next round",
-                    tenant=active.tenant,
-                    schedule_id=active.schedule.schedule_id,
-                    error=repr(e),
-                )
-        return recorded
+        # At most `concurrency` schedules are gathering at once, so one slow tenant delays
+        # only its own reports; a TaskGroup ends them all if one dies.
+        slots = asyncio.Semaphore(self._concurrency)
+        counts: list[int] = []
+
+        async def one(active: ActiveSchedule) -> None:
+            async with slots:
+                if self._stopping.is_set():
+                    return
+                try:
+                    counts.append(await self._generate_due(active))
+                except _ERRORS as e:
+                    log.warning(
+                        "report generation failed; retried next round",
+                        tenant=active.tenant,
+                        schedule_id=active.schedule.schedule_id,
+                        error=repr(e),
+                    )
+
+        async with asyncio.TaskGroup() as group:
+            for active in schedules:
+                group.create_task(one(active))
+        return sum(counts)
 
     async def _generate_due(self, active: ActiveSchedule) -> int:
         s = active.schedule
