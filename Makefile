@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 PYTEST := $(UV) run --frozen pytest
-SERVICES := ingest metrics experiments alerts
+SERVICES := ingest metrics experiments alerts reports
 IMAGE_TAG ?= dev
 
 

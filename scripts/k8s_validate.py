@@ -46,7 +46,7 @@ K8S = ROOT / "deploy" / "k8s"
 SCHEMAS = K8S / "schemas"
 DASHBOARDS = K8S / "components" / "monitoring" / "dashboards"
 DOCKERFILES = sorted((ROOT / "deploy" / "docker").glob("*.Dockerfile"))
-SERVICES = ("ingest", "metrics", "experiments", "alerts")
+SERVICES = ("ingest", "metrics", "experiments", "alerts", "reports")
 KUBERNETES_VERSION = "1.32.0"
 
 # The series the services export (scraped and checked by tests/ops/test_metrics_endpoint.py).
@@ -71,13 +71,13 @@ EXPORTED_METRICS = frozenset(
 # Secrets a render may reference without containing: the base leaves them to the overlays;
 # production's are created by the operator first (deploy/k8s/README.md) or by CloudNativePG.
 EXTERNAL_SECRETS = {
-    "base": {"northstar-api-keys", "northstar-database", "northstar-alerts"},
-    "prod": {"northstar-api-keys", "northstar-pg-app", "northstar-alerts"},
+    "base": {"northstar-api-keys", "northstar-database", "northstar-alerts", "northstar-reports"},
+    "prod": {"northstar-api-keys", "northstar-pg-app", "northstar-alerts", "northstar-reports"},
 }
-NORTHSTAR_DEPLOYMENTS = re.compile(r"^(ingest|metrics|experiments|alerts)(-p\d+-\d+)?$")
+NORTHSTAR_DEPLOYMENTS = re.compile(r"^(ingest|metrics|experiments|alerts|reports)(-p\d+-\d+)?$")
 NORTHSTAR_PARTITIONS_KEY = "NORTHSTAR_PARTITIONS"
 # The services with a PostgreSQL schema: their pods migrate before serving.
-MIGRATING_SERVICES = ("metrics", "experiments", "alerts")
+MIGRATING_SERVICES = ("metrics", "experiments", "alerts", "reports")
 
 
 @dataclass

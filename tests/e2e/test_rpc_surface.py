@@ -32,6 +32,7 @@ from northstar.alerts.v1 import alerts_pb2
 from northstar.experiments.v1 import experiments_pb2, experiments_pb2_grpc
 from northstar.ingest.v1 import ingest_pb2
 from northstar.metrics.v1 import metrics_pb2, metrics_pb2_grpc
+from northstar.reports.v1 import reports_pb2
 from northstar_alerts.bootstrap import build_host as build_alerts
 from northstar_alerts.entrypoints.grpc import SCOPES as ALERTS_SCOPES
 from northstar_alerts.settings import AlertsSettings
@@ -41,6 +42,9 @@ from northstar_experiments.settings import ExperimentsSettings
 from northstar_harness.eventually import assert_eventually
 from northstar_ingest.entrypoints.grpc import SCOPES as INGEST_SCOPES
 from northstar_metrics.entrypoints.grpc import SCOPES as METRICS_SCOPES
+from northstar_reports.bootstrap import build_host as build_reports
+from northstar_reports.entrypoints.grpc import SCOPES as REPORTS_SCOPES
+from northstar_reports.settings import ReportsSettings
 from northstar_runtime.auth import Scope
 
 from .conftest import (
@@ -113,7 +117,7 @@ class Surface:
 async def surface(
     suite: Suite, nats_url: str, database_url: str, namespace: str
 ) -> AsyncIterator[Surface]:
-    """Ingest, metrics and experiments running; every method of each."""
+    """Ingest, metrics, experiments, alerts and reports running; every method of each."""
     experiments = build_experiments(
         ExperimentsSettings(**settings_env(nats_url, database_url, namespace)),  # type: ignore[arg-type]
         configure_process=False,
@@ -127,17 +131,31 @@ async def surface(
         configure_process=False,
     )
     alerts_port = await alerts.start()
+    reports = build_reports(
+        ReportsSettings(
+            **settings_env(nats_url, database_url, namespace),  # type: ignore[arg-type]
+            reports_scheduler_enabled=False,
+            metrics_service_address=f"127.0.0.1:{suite.metrics_host.port}",
+            experiments_service_address=f"127.0.0.1:{experiments_port}",
+            alerts_service_address=f"127.0.0.1:{alerts_port}",
+            upstream_deadline_seconds=1.0,
+        ),
+        configure_process=False,
+    )
+    reports_port = await reports.start()
     ports = {
         "ingest": suite.ingest_host.port,
         "metrics": suite.metrics_host.port,
         "experiments": experiments_port,
         "alerts": alerts_port,
+        "reports": reports_port,
     }
     methods = [
         *_methods(ingest_pb2, "IngestService", INGEST_SCOPES, ports["ingest"]),
         *_methods(metrics_pb2, "MetricsService", METRICS_SCOPES, ports["metrics"]),
         *_methods(experiments_pb2, "ExperimentsService", EXPERIMENTS_SCOPES, ports["experiments"]),
         *_methods(alerts_pb2, "AlertsService", ALERTS_SCOPES, ports["alerts"]),
+        *_methods(reports_pb2, "ReportsService", REPORTS_SCOPES, ports["reports"]),
     ]
     channels = {p: grpc.aio.insecure_channel(f"127.0.0.1:{p}") for p in ports.values()}
     try:
@@ -145,6 +163,7 @@ async def surface(
     finally:
         for channel in channels.values():
             await channel.close()
+        await reports.stop()
         await alerts.stop()
         await experiments.stop()
 
@@ -207,9 +226,9 @@ def _ids(methods: list[Method]) -> list[str]:
 
 
 async def test_every_method_is_in_the_table(surface: Surface) -> None:
-    # 3 ingest + 14 metrics + 11 experiments + 8 alerts RPCs at the time of writing; more
-    # is fine.
-    assert len(surface.methods) >= 36
+    # 3 ingest + 14 metrics + 11 experiments + 13 alerts + 8 reports RPCs at the time of
+    # writing; more is fine.
+    assert len(surface.methods) >= 49
     alerts = {m.path.rsplit("/", 1)[1]: m.scope for m in surface.methods if "Alerts" in m.service}
     # Silences: admin to change, read to list.
     assert (alerts["CreateSilence"], alerts["ExpireSilence"], alerts["ListSilences"]) == (
@@ -225,6 +244,21 @@ async def test_every_method_is_in_the_table(surface: Surface) -> None:
         "MetricsService",
         "ExperimentsService",
         "AlertsService",
+        "ReportsService",
+    }
+    reports = {m.path.rsplit("/", 1)[1]: m.scope for m in surface.methods if "Reports" in m.service}
+    # Changes and GenerateReport: admin; reads: read.
+    assert {name for name, scope in reports.items() if scope is Scope.ADMIN} == {
+        "CreateSchedule",
+        "UpdateSchedule",
+        "DeleteSchedule",
+        "GenerateReport",
+    }
+    assert {name for name, scope in reports.items() if scope is Scope.READ} == {
+        "GetSchedule",
+        "ListSchedules",
+        "GetReport",
+        "ListReports",
     }
 
 

@@ -141,7 +141,7 @@ async def _up(args: argparse.Namespace) -> int:
 
         services: list[_Service] = []
         skipped: list[str] = []
-        # Alerts reads every tenant's numbers from metrics with a key of its own.
+        # Alerts and reports read every tenant's numbers from the others with a key of their own.
         service_key = secrets.token_urlsafe(24)
         api_keys = f"{demo.inline},northstar:service:{service_key}"
         try:
@@ -163,6 +163,12 @@ async def _up(args: argparse.Namespace) -> int:
                     metrics_port = args.base_port + SERVICES.index("metrics")
                     env["METRICS_SERVICE_ADDRESS"] = f"127.0.0.1:{metrics_port}"
                     env["METRICS_SERVICE_API_KEY"] = service_key
+                if name == "reports":
+                    # Its sections come from metrics, experiments and alerts.
+                    for upstream in ("metrics", "experiments", "alerts"):
+                        port = args.base_port + SERVICES.index(upstream)
+                        env[f"{upstream.upper()}_SERVICE_ADDRESS"] = f"127.0.0.1:{port}"
+                    env["UPSTREAM_API_KEY"] = service_key
                 env.setdefault("LOG_FORMAT", "console")
                 services.append(await _spawn(name, env, logs / f"{name}.log"))
 

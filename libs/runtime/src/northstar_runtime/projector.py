@@ -118,6 +118,8 @@ class LogEntry:
     subject: str
     data: bytes
     headers: Mapping[str, str] = field(default_factory=dict)
+    # When JetStream stored it (epoch seconds); None where unknown (a replayed dead letter).
+    logged_at: float | None = None
 
 
 class Projection(Protocol):
@@ -307,6 +309,7 @@ class Projector:
                         m.subject,
                         m.data,
                         dict(m.headers or {}),
+                        _logged_at(m),
                     )
                     for m in msgs
                 ]

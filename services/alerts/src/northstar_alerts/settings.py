@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from northstar_alerts.domain.delivery import RetryPolicy
 from northstar_runtime.config import ServiceSettings
+from northstar_runtime.notify import SmtpServer
 
 
 class AlertsSettings(ServiceSettings):
@@ -143,6 +144,17 @@ class AlertsSettings(ServiceSettings):
         if self.smtp_password_file is None:
             return ""
         return self.smtp_password_file.read_text().strip()
+
+    def smtp_server(self) -> SmtpServer:
+        """The SMTP server these settings name."""
+        return SmtpServer(
+            host=self.smtp_host,
+            port=self.smtp_port,
+            security=self.smtp_security,
+            username=self.smtp_username,
+            password=self.smtp_password(),
+            timeout_s=self.smtp_timeout_seconds,
+        )
 
     def retry_policy(self) -> RetryPolicy:
         """The delivery retry bounds and backoff these settings give."""

@@ -736,7 +736,7 @@ class GetReportResponse(_message.Message):
     content: _builtins.str
     """The asked rendering, UTF-8."""
     content_type: _builtins.str
-    """Its media type: `application/json`, `text/markdown` or `text/html`."""
+    """Its media type: `application/json`, `text/markdown` or `text/html; charset=utf-8`."""
     @_builtins.property
     def report(self) -> Global___Report:
         """The report."""
