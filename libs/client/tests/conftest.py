@@ -27,6 +27,8 @@ from northstar_ingest.bootstrap import build_host as build_ingest
 from northstar_ingest.settings import IngestSettings
 from northstar_metrics.bootstrap import build_host as build_metrics
 from northstar_metrics.settings import MetricsSettings
+from northstar_reports.bootstrap import build_host as build_reports
+from northstar_reports.settings import ReportsSettings
 
 KEY = "client-test-key-0123456789"
 SERVICE_KEY = "client-test-service-key-0123"
@@ -63,6 +65,7 @@ class Suite:
     experiments_address: str = ""
     alerts_address: str = ""
     alerts_settings: dict[str, Any] = field(default_factory=dict)
+    reports_address: str = ""
 
     def config(self, **changes: Any) -> ClientConfig:
         return ClientConfig(
@@ -70,6 +73,7 @@ class Suite:
             metrics_endpoint=self.metrics_address,
             experiments_endpoint=self.experiments_address,
             alerts_endpoint=self.alerts_address,
+            reports_endpoint=self.reports_address,
             api_key=KEY,
             **changes,
         )
@@ -81,6 +85,7 @@ class Suite:
             "NORTHSTAR_METRICS_ENDPOINT": self.metrics_address,
             "NORTHSTAR_EXPERIMENTS_ENDPOINT": self.experiments_address,
             "NORTHSTAR_ALERTS_ENDPOINT": self.alerts_address,
+            "NORTHSTAR_REPORTS_ENDPOINT": self.reports_address,
             "NORTHSTAR_API_KEY": KEY,
             "NORTHSTAR_CONFIG": "",
             "NORTHSTAR_PROFILE": "",
@@ -148,12 +153,29 @@ def _start(nats_url: str, database_url: str, namespace: str, loop: LoopThread) -
         "metrics_service_api_key": SERVICE_KEY,
     }
     suite.alerts_address = suite.start_alerts()
+    # Reports answers every RPC and gathers its sections from the suite's services; no
+    # scheduler (a test generates what it reads) and no deliveries.
+    reports = build_reports(
+        ReportsSettings(
+            **common,
+            reports_scheduler_enabled=False,
+            reports_dispatcher_enabled=False,
+            metrics_service_address=suite.metrics_address,
+            experiments_service_address=suite.experiments_address,
+            alerts_service_address=suite.alerts_address,
+            upstream_api_key=SERVICE_KEY,
+        ),
+        configure_process=False,
+    )
+    suite.reports_address = f"127.0.0.1:{loop.run(reports.start())}"
+    suite.hosts.insert(0, reports)
     return suite
 
 
 @pytest.fixture(scope="module")
 def suite(nats_url: str, database_url: str) -> Iterator[Suite]:
-    """Ingest, metrics, experiments and alerts on a namespace of their own, per test module."""
+    """Ingest, metrics, experiments, alerts and reports on a namespace of their own, per test
+    module."""
     namespace = new_namespace()
     loop = LoopThread()
     running = _start(nats_url, database_url, namespace, loop)

@@ -279,15 +279,13 @@ async def test_generate_report_on_demand(hosts: ReportsHosts, http: HttpReceiver
     assert date.fromisoformat(s.period.start_date).isoweekday() == 1
     assert list(inline.report.sections)[-1] == pb.SECTION_DATA_QUALITY
 
-    async def readable() -> pb.GetReportResponse:
-        return await stub.GetReport(
-            pb.GetReportRequest(report_id=first.report.summary.report_id, format=pb.FORMAT_HTML),
-            metadata=auth(),
-        )
-
-    got = await assert_eventually(readable, timeout=20)
+    # Read your writes: the report GenerateReport answered is readable at once.
+    got = await stub.GetReport(
+        pb.GetReportRequest(report_id=inline.report.summary.report_id, format=pb.FORMAT_HTML),
+        metadata=auth(),
+    )
     assert got.content_type == "text/html; charset=utf-8" and got.content
-    assert got.report.summary.report_id == first.report.summary.report_id
+    assert got.report.summary.report_id == inline.report.summary.report_id
 
 
 async def test_reports_are_per_tenant_and_paged(hosts: ReportsHosts) -> None:

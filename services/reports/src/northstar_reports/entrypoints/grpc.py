@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import re
@@ -37,6 +38,9 @@ _REPORT_ID = re.compile(r"^[0-9a-f]{32}$")
 _DAY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
+# GenerateReport waits at most this long (and never past its deadline) for the projection
+# to store the new report, so a GetReport right after it finds the report.
+READABLE_WAIT_S = 5.0
 
 
 def _checked_day(value: str, field: str) -> date | None:
@@ -213,7 +217,20 @@ class ReportsServicer(reports_pb2_grpc.ReportsServiceServicer):
         report = await self._generator.on_demand(
             tenant, schedule, period, deliver=request.deliver, deadline_s=check_deadline()
         )
+        await self._readable(tenant, report.summary.report_id)
         return pb.GenerateReportResponse(report=report)
+
+    async def _readable(self, tenant: str, report_id: str) -> None:
+        """Wait until the projection has stored the report (read your writes), for at most
+        READABLE_WAIT_S and within the request's deadline; past that the report is still
+        recorded and appears shortly, so the call answers anyway."""
+        give_up = time.monotonic() + min(READABLE_WAIT_S, max(check_deadline() - 0.1, 0.0))
+        delay = 0.005
+        while await self._book.report(tenant, report_id) is None:
+            if time.monotonic() >= give_up:
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
 
     async def GetReport(  # noqa: N802 - gRPC method name
         self, request: pb.GetReportRequest, context: Context
