@@ -577,7 +577,7 @@ async def test_a_day_report_by_hand(sections_acme: Services) -> None:
 
     # Funnel: the default steps over today; u1 goes all the way, u2 stops at signup.
     assert list(report.funnel.steps) == list(DEFAULT_FUNNEL)
-    assert [s.users for s in report.funnel.funnel.overall.steps] == [2, 1, 1, 1, 1]
+    assert [s.users for s in report.funnel.funnel.overall.steps] == [2, 1, 1, 1]
     assert report.funnel.funnel.window_seconds == 7 * 86_400
     assert report.funnel.funnel == await sections_acme.metrics.Funnel(
         funnel_pb2.FunnelRequest(
@@ -719,7 +719,7 @@ async def test_another_tenant_sees_none_of_acme(sections_acme: Services) -> None
     assert (values["dau"], values["mau"]) == (1.0, 1.0)  # its own one user, never acme's
     assert list(report.alerts.entries) == [] and report.alerts.firing_at_end == 0
     assert list(report.experiments.running) == list(report.experiments.concluded) == []
-    assert [s.users for s in report.funnel.funnel.overall.steps] == [0] * 5
+    assert [s.users for s in report.funnel.funnel.overall.steps] == [0] * 4
     assert report.data_quality.quality.accepted == 1
     assert list(report.data_quality.quality.suspected_bot_users) == []
     assert all(c.size == 0 for c in report.retention.retention.cohorts)

@@ -20,8 +20,9 @@ What each section asks (readings in docs/spec-readings.md, "Reports: sections"):
 - RETENTION: week cohorts, ON_DAY, the 8 cohort weeks ending with the period's last week,
   8 periods, as of the period's last day;
 - FUNNEL: the schedule's steps and window (defaults: signup, integration connected,
-  workflow created, successful workflow run, subscription started; 7 days) over the
-  period's dates;
+  workflow created, successful workflow run; 7 days) over the period's dates (no
+  subscription step: `subscription.*` events are the org's and need no `user_id`, and a
+  funnel counts only events that have one);
 - DATA_QUALITY: over the period's dates, the suspected bots' user ids cleared (their
   counts kept): a stored report carries no personal identifier.
 """
@@ -103,7 +104,6 @@ DEFAULT_FUNNEL = (
     _step("integration.connected"),
     _step("workflow.created"),
     _step("workflow.run", status="success"),
-    _step("subscription.started"),
 )
 
 # The service that owns each section's numbers, named in its SectionError.

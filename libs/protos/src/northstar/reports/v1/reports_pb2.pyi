@@ -297,7 +297,8 @@ class Schedule(_message.Message):
     @_builtins.property
     def funnel_steps(self) -> _containers.RepeatedCompositeFieldContainer[_filters_pb2.EventMatcher]:
         """The main funnel's steps (2 to 10); empty: signup, integration connected, workflow
-        created, successful workflow run, subscription started.
+        created, successful workflow run (the activation path; subscription events are the
+        org's and carry no user_id).
         """
 
     def __init__(
