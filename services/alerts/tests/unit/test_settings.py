@@ -47,4 +47,4 @@ def test_retry_policy_and_lease_follow_the_settings() -> None:
     assert s.retry_policy() == RetryPolicy(
         max_attempts=3, max_age_s=600, initial_s=1, max_backoff_s=30, jitter_s=0
     )
-    assert s.lease_seconds == 25
+    assert s.delivery_lease_seconds == 25

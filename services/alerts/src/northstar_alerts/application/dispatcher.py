@@ -102,7 +102,10 @@ class Dispatcher:
         busy = Counter(c.target for c in self._in_flight.values())
         try:
             claimed = await self._store.claim(
-                limit=free, busy=busy, per_target=s.delivery_per_target, lease_s=s.lease_seconds
+                limit=free,
+                busy=busy,
+                per_target=s.delivery_per_target,
+                lease_s=s.delivery_lease_seconds,
             )
         except _DB_ERRORS as e:
             log.warning("claiming deliveries failed", error=repr(e))
