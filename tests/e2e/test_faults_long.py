@@ -8,6 +8,10 @@ Afterwards ActiveUsers, Retention, Funnel, Revenue and the experiment's GetResul
 reference computed here, in plain Python, from exactly the events the client was told were
 accepted: no loss, no double count, and nothing parked on a dead-letter subject but the
 poison entry.
+
+Reports have a small stack of their own (no load): a reports replica SIGKILLed while
+generating or while delivering leaves one report per period and one delivery per target,
+finished by the other replica.
 """
 
 from __future__ import annotations
@@ -950,6 +954,7 @@ async def test_a_reports_replica_killed_mid_way_leaves_one_report_delivered_once
         await test_reports.create_schedule(stack, private_postgres.dsn, REPORTS_NAMESPACE, targets)
         if point == "generating":
             await assert_eventually(lambda: _claimed(private_postgres.dsn), timeout=20)
+            killed_at = time.monotonic()
             await first.kill()
             stack.processes["metrics"].resume()
         else:
@@ -958,6 +963,7 @@ async def test_a_reports_replica_killed_mid_way_leaves_one_report_delivered_once
                 return len(http.seen("/hook")) == 1 and len(http.seen("/slack")) == 1
 
             await assert_eventually(both_held, timeout=30, interval=0.05)
+            killed_at = time.monotonic()
             await first.kill()
         await stack.start("reports-b")
 
@@ -968,6 +974,7 @@ async def test_a_reports_replica_killed_mid_way_leaves_one_report_delivered_once
             return listed[0]
 
         summary = await assert_eventually(settled, timeout=60, interval=0.2)
+        took_over_s = round(time.monotonic() - killed_at, 1)
         # The killed replica comes back: nothing more is generated or sent.
         await stack.start("reports-a")
         await asyncio.sleep(3)
@@ -992,6 +999,7 @@ async def test_a_reports_replica_killed_mid_way_leaves_one_report_delivered_once
             hook=len(http.seen("/hook")),
             slack=len(http.seen("/slack")),
             mails=len(smtp.messages),
+            settled_after_kill_s=took_over_s,
         )
     finally:
         await stack.stop()
