@@ -8,6 +8,10 @@ Afterwards ActiveUsers, Retention, Funnel, Revenue and the experiment's GetResul
 reference computed here, in plain Python, from exactly the events the client was told were
 accepted: no loss, no double count, and nothing parked on a dead-letter subject but the
 poison entry.
+
+Reports have a small stack of their own (no load): a reports replica SIGKILLed while
+generating or while delivering leaves one report per period and one delivery per target,
+finished by the other replica.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import grpc
 import nats
 import orjson
@@ -44,13 +49,17 @@ from northstar.metrics.v1 import (
     retention_pb2,
     revenue_pb2,
 )
+from northstar.reports.v1 import reports_pb2 as rpb
 from northstar_experiments.domain.assignment import assign
 from northstar_harness.eventually import assert_eventually
+from northstar_harness.receivers import HttpReceiver, Route, SmtpReceiver
 from northstar_harness.servers import NatsServer, PostgresServer, free_port
+from northstar_reports.domain.events import delivery_id
 from northstar_runtime.topology import Topology
 
+from . import test_reports
 from .conftest import ADMIN_KEY, READER_KEY, WRITER_KEY, auth
-from .processes import ServiceProcess, process_env
+from .processes import ReportsStack, ServiceProcess, process_env
 
 pytestmark = pytest.mark.faults_long
 
@@ -876,3 +885,123 @@ async def test_a_poison_entry_under_load_is_parked_listed_and_tried_again_on_red
     for rows in await asyncio.gather(parked(stack, "metrics"), parked(stack, "experiments")):
         assert [(r["position"], r["replayed_at"]) for r in rows] == [(poison[0], None)], rows
     await settled(stack, expected(workload()))
+
+
+# ---------------------------------------------------------------------------------------------
+# Reports: a replica killed while generating or while delivering. Reports gets its own small
+# stack (ingest, metrics, experiments, alerts and two reports replicas): the kill tests above
+# need no reports, and a report needs no load.
+
+REPORTS_NAMESPACE = "reportsfaults"
+# Short leases, so the replica that stays takes a dead one's claims over within seconds;
+# the upstream deadline stays inside the generation deadline.
+REPORTS_ENV = {
+    **test_reports.QUICK,
+    "REPORTS_GENERATION_TIMEOUT_SECONDS": "8",
+    "REPORTS_LEASE_MARGIN_SECONDS": "1",
+    "UPSTREAM_DEADLINE_SECONDS": "6",
+    "HTTP_TIMEOUT_SECONDS": "3",
+    "SMTP_TIMEOUT_SECONDS": "3",
+    "DELIVERY_LEASE_MARGIN_SECONDS": "1",
+}
+
+
+async def _claimed(dsn: str) -> bool:
+    """Whether a replica holds the schedule's run under a lease (claimed, not recorded)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        table = f"{Topology(REPORTS_NAMESPACE).schema('reports')}.report_runs"
+        n = await conn.fetchval(
+            f"SELECT count(*) FROM {table} WHERE status = 'pending' AND lease_until > now()"
+        )
+    finally:
+        await conn.close()
+    return bool(n)
+
+
+@pytest.mark.parametrize("point", ["generating", "delivering"])
+async def test_a_reports_replica_killed_mid_way_leaves_one_report_delivered_once_per_target(
+    private_nats: NatsServer, private_postgres: PostgresServer, tmp_path: Path, point: str
+) -> None:
+    # generating: metrics is paused (SIGSTOP), so the first replica's gathering hangs with
+    # the period claimed; it is SIGKILLed there, metrics resumes, the second replica starts
+    # and takes the run over once its lease ends. delivering: the webhook and Slack
+    # receivers hold the first request they get; once both are held (the report recorded,
+    # its deliveries claimed and in flight), the first replica is SIGKILLed and the second,
+    # started then, sends them again once their leases end, with the same keys.
+    http, smtp = HttpReceiver(), SmtpReceiver()
+    await http.start()
+    await smtp.start()
+    held = Route(delay=60, slow_first=1) if point == "delivering" else Route()
+    targets = test_reports.channels(http)
+    targets.ClearField("slack")
+    targets.ClearField("webhooks")
+    targets.slack.append(http.url("/slack", held))
+    targets.webhooks.append(http.url("/hook", Route(delay=held.delay, slow_first=held.slow_first)))
+    stack = ReportsStack(
+        private_nats.url,
+        private_postgres.dsn,
+        REPORTS_NAMESPACE,
+        tmp_path,
+        env={**REPORTS_ENV, "SMTP_PORT": str(smtp.port)},
+    )
+    first = stack.processes["reports-a"]
+    try:
+        await stack.start(*(n for n in stack.processes if n != "reports-b"))
+        await test_reports.track(stack, test_reports.events(users=40))
+        if point == "generating":
+            stack.processes["metrics"].pause()
+        await test_reports.create_schedule(stack, private_postgres.dsn, REPORTS_NAMESPACE, targets)
+        if point == "generating":
+            await assert_eventually(lambda: _claimed(private_postgres.dsn), timeout=20)
+            killed_at = time.monotonic()
+            await first.kill()
+            stack.processes["metrics"].resume()
+        else:
+
+            def both_held() -> bool:
+                return len(http.seen("/hook")) == 1 and len(http.seen("/slack")) == 1
+
+            await assert_eventually(both_held, timeout=30, interval=0.05)
+            killed_at = time.monotonic()
+            await first.kill()
+        await stack.start("reports-b")
+
+        async def settled() -> rpb.ReportSummary:
+            listed = await test_reports.list_reports(stack, "reports-b")
+            assert len(listed) == 1, listed
+            assert test_reports.delivered(listed[0]), listed[0].deliveries
+            return listed[0]
+
+        summary = await assert_eventually(settled, timeout=60, interval=0.2)
+        took_over_s = round(time.monotonic() - killed_at, 1)
+        # The killed replica comes back: nothing more is generated or sent.
+        await stack.start("reports-a")
+        await asyncio.sleep(3)
+        assert [r.report_id for r in await test_reports.list_reports(stack, "reports-a")] == [
+            summary.report_id
+        ]
+
+        rid = summary.report_id
+        for path, channel in (("/hook", "webhook"), ("/slack", "slack")):
+            seen = http.seen(path)
+            key = delivery_id(rid, channel, f"{http.base}{path}")
+            assert {(r.headers["X-Northstar-Report"], r.key) for r in seen} == {(rid, key)}
+            attempts = [r.headers["X-Northstar-Attempt"] for r in seen]
+            # Held when the sender died: sent again, as the second attempt of the same delivery.
+            assert attempts == (["1", "2"] if point == "delivering" else ["1"]), attempts
+        mail_keys = {test_reports.message_key(m) for _, m in smtp.messages}
+        assert mail_keys == {delivery_id(rid, "email", test_reports.EMAIL)}
+        assert 1 <= len(smtp.messages) <= 2  # a mail sent as the sender died may come again
+        log.warning(
+            "reports kill measured",
+            point=point,
+            hook=len(http.seen("/hook")),
+            slack=len(http.seen("/slack")),
+            mails=len(smtp.messages),
+            settled_after_kill_s=took_over_s,
+        )
+    finally:
+        await stack.stop()
+        await smtp.stop()
+        await http.stop()
