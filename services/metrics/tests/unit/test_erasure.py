@@ -1,4 +1,4 @@
-"""The erasure policy's pure parts: which late events are dropped, and the coverage change."""
+"""The erasure's coverage change in the active-user difference arrays."""
 
 from __future__ import annotations
 
@@ -8,24 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from northstar_metrics.domain.active_users import WINDOWS
-from northstar_metrics.domain.erasure import coverage_change, is_erased_history, user_digest
+from northstar_metrics.domain.erasure import coverage_change
 
 D0 = date(2026, 3, 1)
-
-
-def test_only_events_at_or_before_the_erasure_are_erased_history() -> None:
-    erased_at = 1_000_000
-    assert is_erased_history(erased_at - 1, erased_at)  # a late retry of old history
-    assert is_erased_history(erased_at, erased_at)  # the erasure's own microsecond
-    assert not is_erased_history(erased_at + 1, erased_at)  # the user came back
-    assert not is_erased_history(0, None)  # never erased
-
-
-def test_the_digest_is_per_tenant_and_never_the_id() -> None:
-    # The experiments service pins the same value: one rule, written in both services.
-    assert user_digest("acme", "u1").hex() == "f21338d703eeed77edacc5228b45c880"
-    assert user_digest("acme", "u1") != user_digest("globex", "u1")
-    assert b"u1" not in user_digest("acme", "u1")
 
 
 def _active(days: set[date], window: int, d: date) -> int:

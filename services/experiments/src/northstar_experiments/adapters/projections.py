@@ -10,7 +10,6 @@ import orjson
 from northstar.log.v1 import log_pb2
 from northstar_experiments.adapters import aggregates
 from northstar_experiments.adapters.experiment_store import decode_event
-from northstar_experiments.domain.erasure import is_erased_history, user_digest
 from northstar_experiments.domain.experiment import (
     Experiment,
     definition_from_json,
@@ -20,6 +19,7 @@ from northstar_experiments.domain.experiment import (
 )
 from northstar_runtime.codec import TYPE_HEADER, decode_events_entry
 from northstar_runtime.db import Connection
+from northstar_runtime.erasure import erased_at, is_erased_history, remember_erased
 from northstar_runtime.projector import LogEntry
 
 EXPOSURE_EVENT = "experiment.exposure"
@@ -136,7 +136,9 @@ class ExposuresProjection:
         """Insert the user events and exposures; duplicates (tenant, event_id) skip."""
         events: list[tuple[str, str, str, str, int, str]] = []
         exposures: list[tuple[str, str, str, str, str, int]] = []
-        erased = await _erased(conn, batches)
+        erased = await erased_at(
+            conn, ((b.tenant, e.user_id) for b in batches for e in b.events if e.user_id)
+        )
         for batch in batches:
             for e in batch.events:
                 if not e.user_id:
@@ -210,14 +212,7 @@ class ExposuresProjection:
                 tenant,
                 user,
             )
-        await conn.execute(
-            "INSERT INTO erased_users (tenant, user_digest, erased_at_us) VALUES ($1, $2, $3)"
-            " ON CONFLICT (tenant, user_digest) DO UPDATE SET"
-            " erased_at_us = greatest(erased_users.erased_at_us, excluded.erased_at_us)",
-            tenant,
-            user_digest(tenant, user),
-            erasure.erased_at_us,
-        )
+        await remember_erased(conn, tenant, user, erasure.erased_at_us)
 
     async def _refresh(
         self,
@@ -260,24 +255,6 @@ class ExposuresProjection:
             "UPDATE experiment_aggregates SET multiple_exposures = 0,"
             " unknown_variant_exposures = 0, max_ts_us = 0"
         )
-
-
-async def _erased(
-    conn: Connection, batches: Sequence[log_pb2.EventBatch]
-) -> dict[tuple[str, str], int]:
-    """The erasure time of each erased user among the batches' users."""
-    users = {(b.tenant, e.user_id) for b in batches for e in b.events if e.user_id}
-    digests = {user_digest(t, u): (t, u) for t, u in sorted(users)}
-    if not digests:
-        return {}
-    rows = await conn.fetch(
-        "SELECT e.tenant, e.user_digest, e.erased_at_us FROM erased_users e"
-        " JOIN unnest($1::text[], $2::bytea[]) AS k(tenant, user_digest)"
-        " ON e.tenant = k.tenant AND e.user_digest = k.user_digest",
-        [t for t, _ in digests.values()],
-        list(digests),
-    )
-    return {digests[bytes(r["user_digest"])]: int(r["erased_at_us"]) for r in rows}
 
 
 def _exposure(tenant: str, e: log_pb2.StoredEvent) -> tuple[str, str, str, str, str, int] | None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 
 from northstar.log.v1 import log_pb2
 from northstar_ingest.domain.validation import MAX_ID_CHARS
+from northstar_runtime.erasure import is_erased_history, user_digest
 
 __all__ = ["erasure_id", "only_erased_events", "user_id_problem"]
 
@@ -33,8 +33,7 @@ def erasure_id(tenant: str, user_id: str) -> str:
     however late it is retried; it is also the log message's dedup id, so a retry inside
     JetStream's duplicate window appends nothing.
     """
-    digest = hashlib.blake2b(f"{tenant}\x1f{user_id}".encode(), digest_size=16)
-    return f"erasure-{digest.hexdigest()}"
+    return f"erasure-{user_digest(tenant, user_id).hex()}"
 
 
 def only_erased_events(
@@ -50,7 +49,7 @@ def only_erased_events(
     erased = 0
     for e in batch.events:
         found = erasures.get((batch.tenant, e.user_id)) if e.user_id else None
-        if found is not None and (seq < found[0] or e.timestamp_us <= found[1]):
+        if found is not None and (seq < found[0] or is_erased_history(e.timestamp_us, found[1])):
             erased += 1
     if erased == 0:
         return False

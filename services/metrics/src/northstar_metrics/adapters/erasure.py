@@ -31,12 +31,13 @@ from northstar_metrics.adapters.revenue_rollup import RevenueRollup, _properties
 from northstar_metrics.adapters.rollups import add_counts, lock_keys
 from northstar_metrics.adapters.user_facts import REFERRAL, contribution
 from northstar_metrics.domain.active_users import MAO_WINDOW, WINDOWS
-from northstar_metrics.domain.erasure import coverage_change, user_digest
+from northstar_metrics.domain.erasure import coverage_change
 from northstar_metrics.domain.quality import is_clock_skewed
 from northstar_metrics.domain.revenue import SubscriptionState, counted_state
 from northstar_metrics.domain.spans import span_rows, spans_delta
 from northstar_metrics.domain.time import day_of, day_start_us
 from northstar_runtime.db import Connection
+from northstar_runtime.erasure import remember_erased
 
 log = structlog.get_logger("northstar.metrics.erasure")
 
@@ -214,14 +215,7 @@ class UserErasure:
         # MAO and acquisition are re-derived from the events that remain.
         await self._org_days(conn, tenant, events)
         await self._acquisition(conn, tenant, events)
-        await conn.execute(
-            "INSERT INTO erased_users (tenant, user_digest, erased_at_us) VALUES ($1, $2, $3)"
-            " ON CONFLICT (tenant, user_digest) DO UPDATE SET"
-            " erased_at_us = greatest(erased_users.erased_at_us, excluded.erased_at_us)",
-            tenant,
-            user_digest(tenant, user),
-            erasure.erased_at_us,
-        )
+        await remember_erased(conn, tenant, user, erasure.erased_at_us)
         log.info("user erased", erasure_id=erasure.erasure_id, events=len(events))
 
     async def _revenue(

@@ -17,10 +17,10 @@ from northstar_metrics.adapters.quality_rollup import QualityRollup
 from northstar_metrics.adapters.revenue_rollup import RevenueRollup
 from northstar_metrics.adapters.user_facts import UserFacts
 from northstar_metrics.domain.active_users import MAO_WINDOW, WINDOWS, NewDay, coverage_deltas
-from northstar_metrics.domain.erasure import is_erased_history, user_digest
 from northstar_metrics.domain.time import day_of
 from northstar_runtime.codec import decode_events_entry
 from northstar_runtime.db import Connection
+from northstar_runtime.erasure import erased_at, is_erased_history
 from northstar_runtime.projector import LogEntry
 
 _NEIGHBOURS = {
@@ -143,20 +143,11 @@ class ActivityProjection:
 
         Before the dedup: a dropped event leaves no trace, not even its id.
         """
-        users = sorted({(ev.tenant, ev.event.user_id) for ev in events if ev.event.user_id})
-        if not users:
-            return events
-        digests = {user_digest(t, u): (t, u) for t, u in users}
-        rows = await conn.fetch(
-            "SELECT e.tenant, e.user_digest, e.erased_at_us FROM erased_users e"
-            " JOIN unnest($1::text[], $2::bytea[]) AS k(tenant, user_digest)"
-            " ON e.tenant = k.tenant AND e.user_digest = k.user_digest",
-            [t for t, _ in digests.values()],
-            list(digests),
+        erased = await erased_at(
+            conn, ((ev.tenant, ev.event.user_id) for ev in events if ev.event.user_id)
         )
-        if not rows:
+        if not erased:
             return events
-        erased = {digests[bytes(r["user_digest"])]: int(r["erased_at_us"]) for r in rows}
         return [
             ev
             for ev in events

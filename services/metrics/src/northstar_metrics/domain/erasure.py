@@ -1,32 +1,19 @@
-"""A user's erasure in the metrics read models: the policy's pure parts.
+"""A user's erasure in the metrics read models: the active-user arithmetic.
 
-Policy (RELIABILITY.md, docs/spec-readings.md "Erasure"): once a `UserErased` log entry
-is applied, every number is as if the user's events that came before it in the log had
-never been accepted. A later-arriving event of the same user_id whose timestamp is at or
-before the erasure time is erased history retried (a client's late retry, a backfill):
-it is dropped. One with a later timestamp is a new history of a user who came back.
+The policy (which events an erasure drops, how erased users are remembered) is
+northstar_runtime.erasure, shared with the experiments service; RELIABILITY.md and
+docs/spec-readings.md "Erasure" state it.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import date
 
 from northstar_metrics.domain.active_users import Deltas, NewDay, coverage_deltas
 
-__all__ = ["coverage_change", "is_erased_history", "user_digest"]
-
-
-def user_digest(tenant: str, user_id: str) -> bytes:
-    """The key an erased user is remembered by: a digest, never the id itself."""
-    return hashlib.blake2b(f"{tenant}\x1f{user_id}".encode(), digest_size=16).digest()
-
-
-def is_erased_history(timestamp_us: int, erased_at_us: int | None) -> bool:
-    """Whether an event of an erased user belongs to the erased history (and is dropped)."""
-    return erased_at_us is not None and timestamp_us <= erased_at_us
+__all__ = ["coverage_change"]
 
 
 def _coverage(tenant: str, days: Iterable[date], windows: dict[str, int]) -> Deltas:
