@@ -19,6 +19,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
+from northstar_reports.domain.periods import local_midnight
+
 
 @dataclass(frozen=True, slots=True)
 class Window:
@@ -33,12 +35,9 @@ class Window:
 
 
 def local_midnight_us(day: dt.date, zone: ZoneInfo) -> int:
-    """The first instant of `day` in `zone`, in epoch microseconds."""
-    # fold=0 resolves a repeated midnight to its first occurrence and a skipped one to
-    # the offset before the jump, which is the day's first real instant.
-    midnight = dt.datetime.combine(day, dt.time(0), tzinfo=zone)
-    aware = midnight.astimezone(dt.UTC)
-    return (aware - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
+    """The first instant of `day` in `zone` (periods.local_midnight), in epoch microseconds."""
+    since_epoch = local_midnight(day, zone) - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return since_epoch // dt.timedelta(microseconds=1)
 
 
 def period_window(first: dt.date, last: dt.date, zone: ZoneInfo) -> Window:

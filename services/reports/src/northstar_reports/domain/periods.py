@@ -115,7 +115,7 @@ class Period:
 
     def first_instant(self) -> datetime:
         """The UTC instant its first local day begins."""
-        return _local_midnight(self.start, zone(self.time_zone))
+        return local_midnight(self.start, zone(self.time_zone))
 
     def has_ended(self, now: datetime) -> bool:
         """True once its last local day is over in its zone."""
@@ -133,7 +133,8 @@ def period_from_proto(p: pb.Period) -> Period:
     )
 
 
-def _local_midnight(day: date, tz: tzinfo) -> datetime:
+def local_midnight(day: date, tz: tzinfo) -> datetime:
+    """The UTC instant the local day `day` begins in `tz`."""
     # fold=0: a repeated midnight is its first occurrence; a midnight inside a gap (rare,
     # e.g. America/Havana) takes the offset before the change, which is the gap's end.
     return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
