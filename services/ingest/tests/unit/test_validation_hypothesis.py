@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 from google.protobuf import struct_pb2
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from northstar.ingest.v1 import ingest_pb2
@@ -237,6 +237,10 @@ def floats_in(value: Any) -> list[float]:
     text=st.none() | st.text(max_size=50) | any_values.map(lambda v: orjson.dumps(v).decode()),
 )
 @settings(suppress_health_check=[HealthCheck.too_slow])
+# A sent_at so far off that the skew-corrected timestamp lies beyond what a timedelta can
+# hold: the out-of-window message once raised OverflowError instead of rejecting.
+@example("", "0", "", "", "", 0, 0, -86_400_000_000_000_000_000, False, None, None)
+@example("", "0", "", "", "", 0, 0, 86_400_000_000_000_000_000, False, None, None)
 def test_validation_never_raises_and_names_a_known_rule(
     event_id: str,
     name: str,

@@ -262,6 +262,15 @@ def _id_too_long(field: str) -> Rejection:
     return Rejection(field, "too_long", f"{field} must be at most {MAX_ID_CHARS} characters")
 
 
+def _duration(us: int) -> str:
+    """`us` microseconds for people: as a timedelta prints it, or in days past its range
+    (a skew-corrected timestamp can lie further away than timedelta can hold)."""
+    try:
+        return str(timedelta(microseconds=us))
+    except OverflowError:
+        return f"{us // 86_400_000_000:,} days"
+
+
 def _check_window(
     timestamp_us: int, received_at_us: int, historical_import: bool
 ) -> Rejection | None:
@@ -270,7 +279,7 @@ def _check_window(
         return Rejection(
             "timestamp",
             "out_of_window",
-            f"timestamp is {timedelta(microseconds=ahead)} after the receive time;"
+            f"timestamp is {_duration(ahead)} after the receive time;"
             " at most 1 hour ahead is accepted",
         )
     if historical_import:
@@ -286,7 +295,7 @@ def _check_window(
         return Rejection(
             "timestamp",
             "out_of_window",
-            f"timestamp is {timedelta(microseconds=-ahead)} before the receive time;"
+            f"timestamp is {_duration(-ahead)} before the receive time;"
             " at most 400 days back is accepted outside historical import",
         )
     return None
