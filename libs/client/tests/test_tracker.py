@@ -8,7 +8,7 @@ import textwrap
 import time
 
 from northstar_client import RetryPolicy, Tracker
-from northstar_harness.isolation import new_namespace
+from northstar_harness.isolation import drop_namespace, new_namespace
 
 
 def test_sends_full_batches_without_waiting_and_the_rest_on_close(suite, wait) -> None:
@@ -107,6 +107,8 @@ def test_retries_while_the_log_is_down(database_url, private_nats, wait, helpers
     finally:
         for host in own.hosts:
             loop.run(host.stop())
+        # The NATS server is the test's own; the schemas are on the shared PostgreSQL.
+        loop.run(drop_namespace(own.namespace, nats_url=None, database_url=database_url))
         loop.close()
 
 
