@@ -71,10 +71,10 @@ bench-alerts: setup ## Evaluation lag of 10,000 rules across 100 tenants every m
 bench-quick: setup ## A short benchmark smoke run (under 5 minutes)
 	$(UV) run --frozen python -m bench.run --quick
 
-bench-queries: setup ## Query latency on 10M events vs DuckDB and raw PostgreSQL (~45 min)
+bench-queries: setup ## Query latency on 10M events vs DuckDB and raw PostgreSQL, and the rebuild of each service (~75 min)
 	$(UV) run --frozen python -m bench.queries
 
-bench-queries-quick: setup ## The same on 1M events (under 10 minutes)
+bench-queries-quick: setup ## The same on 1M events (about 10 minutes)
 	$(UV) run --frozen python -m bench.queries --quick
 
 images: ## Build the service images (needs a Docker engine; CI without one runs k8s-validate)

@@ -56,7 +56,7 @@ import grpc
 import nats
 import orjson
 
-from bench import profiling
+from bench import profiling, rebuild, scaling
 from bench.dataset import Shape, generate
 from bench.report import replace_section
 from bench.run import (
@@ -1221,6 +1221,9 @@ async def main_async(plan: Plan, work: Path) -> dict[str, Any]:
             )[:4]
             say(f"py-spy on the metrics service during the slowest RPCs: {slow}")
             results["profiles"] = await profile_rpcs(run, metrics, dates, slow)
+            metrics.stop()
+            metrics = None
+            results["rebuild"] = await rebuild.rebuild(run, dates)
         finally:
             if metrics is not None:
                 metrics.stop()
@@ -1314,6 +1317,7 @@ def render(r: dict[str, Any]) -> str:
         + ", ".join(f"{k} {v:.2f}" for k, v in ld["cpu_cores_whole_pipeline"].items())
         + ".",
         "",
+        *rebuild.render(r),
         "### Northstar over gRPC",
         "",
         *(
@@ -1547,8 +1551,15 @@ def main() -> None:
     path = RESULTS / f"queries-{stamp}-{mode}.json"
     path.write_text(json.dumps(results, indent=2, default=str))
     (RESULTS / "queries-latest.json").write_text(json.dumps(results, indent=2, default=str))
-    write_section(results)
-    say(f"results: {path}; BENCHMARKS.md Queries section written; took {results['wall_seconds']} s")
+    scaling.latest(mode).write_text(json.dumps(results, indent=2, default=str))
+    # The Queries section shows the 10M-event run once there is one; a later quick run
+    # then only feeds the Scaling section (the cost curve from 1M to 10M).
+    if mode == "full" or not scaling.latest("full").exists():
+        write_section(results)
+        say("BENCHMARKS.md Queries section written")
+    if scaling.write():
+        say("BENCHMARKS.md Scaling section written (the latest quick and full runs)")
+    say(f"results: {path}; took {results['wall_seconds']} s")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -645,6 +645,7 @@ def write(results: dict[str, Any], root: Path) -> None:
             ("<!-- experiments:start -->", "<!-- experiments:end -->"),
             ("<!-- alerts:start -->", "<!-- alerts:end -->"),
             (QUERIES_START, QUERIES_END),
+            ("<!-- scaling:start -->", "<!-- scaling:end -->"),
         ):
             start, end = old.find(begin), old.find(finish)
             if 0 <= start < end:
