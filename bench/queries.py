@@ -1131,6 +1131,30 @@ async def analyze_read_models(database_url: str, namespace: str) -> dict[str, An
     return {"autovacuum": autovacuum, "tables": len(tables), "seconds": round(seconds, 1)}
 
 
+async def forget(nats_url: str, database_url: str, namespace: str) -> None:
+    """Drop what the run stored on the servers (its streams, schemas, the raw table): on
+    shared servers ten million events would otherwise stay behind."""
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        prefix = Topology(namespace).events_stream.split("_")[0] + "_"
+        for info in await js.streams_info():
+            if info.config.name and info.config.name.startswith(prefix):
+                await js.delete_stream(info.config.name)
+    finally:
+        await nc.close()
+    conn = await asyncpg.connect(database_url)
+    try:
+        schemas = await conn.fetch(
+            "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)", f"{namespace}_"
+        )
+        for (name,) in schemas:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        await conn.execute(f"DROP SCHEMA IF EXISTS {RAW_SCHEMA} CASCADE")
+    finally:
+        await conn.close()
+
+
 async def main_async(plan: Plan, work: Path) -> dict[str, Any]:
     started = time.monotonic()
     results: dict[str, Any] = {
@@ -1227,6 +1251,7 @@ async def main_async(plan: Plan, work: Path) -> dict[str, Any]:
         finally:
             if metrics is not None:
                 metrics.stop()
+            await forget(nats_url, database_url, namespace)
     results["wall_seconds"] = round(time.monotonic() - started, 1)
     results["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     return results
