@@ -26,6 +26,13 @@ async def add_counts(
         await conn.execute(drop_zeros, *(list(c) for c in zip(*lowered, strict=True)))
 
 
+# Advisory locks per scope: a key takes the stripe its hash falls in. Bounded, because
+# every lock a transaction holds takes a slot of PostgreSQL's shared lock table
+# (max_locks_per_transaction × max_connections, 6,400 by default): one lock per key made
+# a replay batch with thousands of workflows fail with "out of shared memory".
+LOCK_STRIPES = 64
+
+
 async def lock_keys(conn: Connection, scope: str, keys: Iterable[tuple[str, str]]) -> None:
     """Serialize read-modify-write rollups of the same (tenant, key) across replicas.
 
@@ -33,12 +40,17 @@ async def lock_keys(conn: Connection, scope: str, keys: Iterable[tuple[str, str]
     steps, a workflow's spans) must not interleave with another transaction doing the
     same for that key: partition-range replicas each see one user's events, but an org
     or a workflow can have events in several partitions. Transaction-scoped advisory
-    locks, taken in one global order so that two writers cannot deadlock.
+    locks, one per stripe of keys (at most LOCK_STRIPES per scope), taken in one global
+    order so that two writers cannot deadlock. Two keys sharing a stripe only wait for
+    each other.
     """
-    names = sorted({f"{scope}:{tenant}:{key}" for tenant, key in keys})
+    names = sorted({f"{tenant}:{key}" for tenant, key in keys})
     if names:
         await conn.execute(
-            "SELECT pg_advisory_xact_lock(k.h) FROM (SELECT DISTINCT hashtextextended(n, 0) AS h"
-            " FROM unnest($1::text[]) AS n ORDER BY h) k",
+            "SELECT pg_advisory_xact_lock(hashtext($1), k.stripe) FROM ("
+            " SELECT DISTINCT (hashtextextended(n, 0) & ($3::int - 1))::int AS stripe"
+            " FROM unnest($2::text[]) AS n ORDER BY stripe) k",
+            scope,
             names,
+            LOCK_STRIPES,
         )
