@@ -311,6 +311,35 @@ async def test_breakdown_other_none_late_events_and_duplicates(metrics: MetricsU
     assert series[-2] == RefSeries("other", "$other", [1.0, 0.0], 1.0)  # p24
 
 
+async def test_absent_and_null_breakdown_values_are_one_none_series(
+    metrics: MetricsUnderTest,
+) -> None:
+    # Hand-computed: an event without the property and one whose property is JSON null are
+    # both $none, in one series (counted together, and their users counted once each).
+    tenant = "t198"
+    events = [
+        Ev("a1", "purchase", "u1", "", at(0), json.dumps({"plan": "a"})),
+        Ev("n1", "purchase", "u2", "", at(0), json.dumps({})),
+        Ev("n2", "purchase", "u3", "", at(0, 60), json.dumps({"plan": None})),
+        Ev("n3", "purchase", "u2", "", at(1), json.dumps({"plan": None})),
+        Ev("n4", "purchase", "u4", "", at(1), json.dumps({"other": 1})),
+    ]
+    position = await metrics.append(tenant, events)
+    count = request_of(day(0), day(1), "day", "count", event="purchase", breakdown="plan")
+    _, series = flat(await settled(metrics, tenant, position, count))
+    assert series == [
+        RefSeries("value", "a", [1.0, 0.0], 1.0),
+        RefSeries("none", "$none", [2.0, 2.0], 4.0),
+    ]
+    unique = request_of(day(0), day(1), "day", "unique", event="purchase", breakdown="plan")
+    _, series = flat(await settled(metrics, tenant, position, unique))
+    assert series == [
+        RefSeries("value", "a", [1.0, 0.0], 1.0),
+        # u2 (absent, then null), u3 (null), u4 (absent): three users over the range.
+        RefSeries("none", "$none", [2.0, 2.0], 3.0),
+    ]
+
+
 async def test_unique_users_over_many_values_fold_into_other_exactly(
     metrics: MetricsUnderTest,
 ) -> None:

@@ -46,13 +46,14 @@ _Cells = tuple[dict[tuple[SeriesId, int], Aggregate], dict[SeriesId, Aggregate]]
 # The breakdown key as domain/trend.breakdown_key spells it: strings as is, numbers in plain
 # decimal form (trim_scale: 1.0 -> 1, numeric text never uses exponents), bools as JSON.
 # Lists and objects (sorted, compact JSON) are not spelled here: the query says whether it
-# met one, and the caller then takes the in-memory path.
+# met one, and the caller then takes the in-memory path. False, never NULL: an absent
+# property (NULL) and a JSON null ('null') must fall into one $none group.
 _KEY = """CASE jsonb_typeof(properties -> {p})
     WHEN 'string' THEN properties ->> {p}
     WHEN 'number' THEN trim_scale((properties -> {p})::numeric)::text
     WHEN 'boolean' THEN properties ->> {p}
   END"""
-_COMPLEX = "jsonb_typeof(properties -> {p}) IN ('array', 'object')"
+_COMPLEX = "coalesce(jsonb_typeof(properties -> {p}) IN ('array', 'object'), false)"
 # A CASE, not an AND: PostgreSQL may evaluate AND operands in any order, and a string
 # cast to numeric is an error.
 _NUMBER = (
