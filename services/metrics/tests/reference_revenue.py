@@ -113,7 +113,11 @@ def signups_in(events: list[Ev], month: date) -> tuple[int, int]:
 
 def acquisition_channel(events: list[Ev], org: str) -> str | None:
     """The string channel of the earliest user.signup carrying the org_id."""
-    candidates = [e for e in dedup(events) if e.event == "user.signup" and e.org_id == org]
+    candidates = [
+        e
+        for e in dedup(events)
+        if e.event == "user.signup" and e.org_id == org and e.user_id  # "of any user"
+    ]
     if not candidates:
         return None
     earliest = min(candidates, key=lambda e: (e.timestamp_us, e.event_id))

@@ -257,8 +257,11 @@ async def test_cac_by_acquisition_channel_and_signups_by_hand(metrics: MetricsUn
 
     feb, mar, apr = date(2026, 2, 5), date(2026, 3, 5), date(2026, 4, 5)
     events = [
-        # o1's earliest signup is u2's (seo), not u1's (paid) nor the later one (referral).
+        # o1's earliest signup is u2's (seo), not u1's (paid), nor the later one (referral),
+        # nor the user-less one before them (paid).
         signup("g1", "u1", "o1", at(feb, 20), "paid"),
+        # The earliest of all, but of no user: it lacks the field its KPIs need (events.md).
+        signup("g0", "", "o1", at(feb, 1), "paid"),
         signup("g2", "u2", "o1", at(feb, 10), "seo"),
         signup("g3", "u3", "o1", at(mar), "referral"),
         signup("g4", "u4", "o2", at(mar), None),  # o2 has no acquisition channel

@@ -161,7 +161,7 @@ SELECT array_agg(day ORDER BY day) FROM org_success_days WHERE tenant = $1 AND o
 _ORG_FIRST_SIGNUP = """
 SELECT ts_us, event_id, CASE WHEN jsonb_typeof(properties->'channel') = 'string'
   THEN properties->>'channel' END AS channel
-FROM events WHERE tenant = $1 AND event = 'user.signup' AND org_id = $2
+FROM events WHERE tenant = $1 AND event = 'user.signup' AND org_id = $2 AND user_id <> ''
 ORDER BY ts_us, event_id COLLATE "C" LIMIT 1
 """
 _STORED_STATES = """

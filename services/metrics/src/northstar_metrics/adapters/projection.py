@@ -90,8 +90,9 @@ class ActivityProjection:
     name = "activity"
     # Raised when the rows it keeps change, so that a deployed database is rebuilt from the
     # log once (Projection.version). 2: the revenue, workflow-span and quality read models
-    # (migrations 0007-0009) start empty and need every past event.
-    version = 2
+    # (migrations 0007-0009) start empty and need every past event. 3: an org's acquisition
+    # signup must have a user_id (a user-less one was taken before).
+    version = 3
 
     async def apply(self, conn: Connection, entries: Sequence[LogEntry]) -> None:
         """Apply a batch of EventBatch and UserErased entries in log order, exactly once

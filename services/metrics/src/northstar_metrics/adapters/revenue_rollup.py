@@ -111,7 +111,7 @@ class RevenueRollup:
                 )
                 if s is not None:
                     states[(ev.tenant, e.org_id)].append(s)
-            elif e.event == USER_SIGNUP and e.org_id:
+            elif e.event == USER_SIGNUP and e.org_id and e.user_id:
                 key = (ev.tenant, e.org_id)
                 seen = signups.get(key)
                 # Python compares str by code point, as the "C" collation does.

@@ -156,10 +156,14 @@ def marketing_spend(rows: Iterable[EventRow]) -> list[Spend]:
 
 
 def acquisition_channels(rows: Iterable[EventRow]) -> dict[str, str | None]:
-    """Per org: the string `channel` of the earliest `user.signup` carrying its org_id."""
+    """Per org: the string `channel` of the earliest `user.signup` carrying its org_id.
+
+    A signup without a user_id is not "of any user" and lacks the field its KPIs need
+    (events.md): it is left out, as data quality counts it among `missing_fields`.
+    """
     earliest: dict[str, EventRow] = {}
     for row in rows:
-        if row.event != USER_SIGNUP or not row.org_id:
+        if row.event != USER_SIGNUP or not row.org_id or not row.user_id:
             continue
         seen = earliest.get(row.org_id)
         if seen is None or row.order_key < seen.order_key:
