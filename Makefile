@@ -58,9 +58,12 @@ protos-check: setup ## Fail when regenerating the protos would change the tree
 dataset: setup ## Write the seeded benchmark data set (bench/results/dataset)
 	$(UV) run --frozen python -m bench.dataset
 
-bench: setup ## Run the benchmarks and write BENCHMARKS.md
+bench: setup ## The whole suite's benchmarks, written into BENCHMARKS.md (about 2 hours)
 	$(UV) run --frozen python -m bench.run
 	$(UV) run --frozen python -m bench.experiments
+	$(UV) run --frozen python -m bench.alerts
+	$(UV) run --frozen python -m bench.queries --quick
+	$(UV) run --frozen python -m bench.queries
 
 bench-experiments: setup ## AssignBatch throughput and GetResults latency on 1M exposed users (~5 min)
 	$(UV) run --frozen python -m bench.experiments

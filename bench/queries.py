@@ -1155,13 +1155,16 @@ async def forget(nats_url: str, database_url: str, namespace: str) -> None:
         await conn.close()
 
 
-async def main_async(plan: Plan, work: Path) -> dict[str, Any]:
+async def main_async(plan: Plan, work: Path, results: dict[str, Any]) -> dict[str, Any]:
+    """The run, filling `results` as it goes (what was measured survives a failure)."""
     started = time.monotonic()
-    results: dict[str, Any] = {
-        "mode": plan.mode,
-        "plan": asdict(plan),
-        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
+    results.update(
+        {
+            "mode": plan.mode,
+            "plan": asdict(plan),
+            "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+    )
     say(f"data set: {plan.users:,} users, 365 days (seed 42)")
     t = time.perf_counter()
     dataset = await asyncio.to_thread(dataset_file, plan.users)
@@ -1566,10 +1569,16 @@ def main() -> None:
         quiet_wait=5.0 if args.quick else 10.0,
     )
     work = Path(tempfile.mkdtemp(prefix="northstar-benchq-"))
+    results: dict[str, Any] = {}
     try:
-        results = asyncio.run(main_async(plan, work))
+        asyncio.run(main_async(plan, work, results))
     except BaseException:
-        say(f"failed; logs kept in {work}")
+        # Keep what was measured: a 10M-event run is an hour of machine time.
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        partial = RESULTS / f"queries-{stamp}-{mode}-failed.json"
+        partial.write_text(json.dumps(results, indent=2, default=str))
+        say(f"failed; logs kept in {work}, the results so far in {partial}")
         raise
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -149,7 +149,11 @@ async def _same_answers(run: Run, metrics: Service, dates: Dates) -> dict[str, A
                 request_serializer=type(request).SerializeToString,
                 response_deserializer=response_cls.FromString,
             )
-            rebuilt = await call(request, metadata=md, timeout=600)
+            try:
+                rebuilt = await call(request, metadata=md, timeout=600)
+            except grpc.aio.AioRpcError as e:
+                different.append(f"{label} ({e.code().name}: {e.details()})")
+                continue
             if _strip_volatile(rebuilt) == _strip_volatile(live):
                 equal.append(label)
             else:
