@@ -72,6 +72,7 @@ from bench.run import (
     start_service,
     wait_quiet,
 )
+from bench.run import forget as run_forget
 from northstar.metrics.v1 import (
     activation_pb2,
     funnel_pb2,
@@ -1132,24 +1133,11 @@ async def analyze_read_models(database_url: str, namespace: str) -> dict[str, An
 
 
 async def forget(nats_url: str, database_url: str, namespace: str) -> None:
-    """Drop what the run stored on the servers (its streams, schemas, the raw table): on
-    shared servers ten million events would otherwise stay behind."""
-    nc = await nats.connect(nats_url)
-    try:
-        js = nc.jetstream()
-        prefix = Topology(namespace).events_stream.split("_")[0] + "_"
-        for info in await js.streams_info():
-            if info.config.name and info.config.name.startswith(prefix):
-                await js.delete_stream(info.config.name)
-    finally:
-        await nc.close()
+    """Drop what the run stored on the servers: its streams and schemas (bench.run's
+    `forget`), and the raw baseline table."""
+    await run_forget(nats_url, database_url, namespace)
     conn = await asyncpg.connect(database_url)
     try:
-        schemas = await conn.fetch(
-            "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)", f"{namespace}_"
-        )
-        for (name,) in schemas:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
         await conn.execute(f"DROP SCHEMA IF EXISTS {RAW_SCHEMA} CASCADE")
     finally:
         await conn.close()
@@ -1250,7 +1238,8 @@ async def main_async(plan: Plan, work: Path, results: dict[str, Any]) -> dict[st
             results["profiles"] = await profile_rpcs(run, metrics, dates, slow)
             metrics.stop()
             metrics = None
-            results["rebuild"] = await rebuild.rebuild(run, dates)
+            cases = [(c[0], METRICS + c[1], c[2], c[3]) for c in rpc_cases(dates)]
+            results["rebuild"] = await rebuild.rebuild(run, cases)
         finally:
             if metrics is not None:
                 metrics.stop()

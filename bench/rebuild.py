@@ -28,7 +28,9 @@ from bench.run import API_KEY, ROOT, CpuMeter, Service, say, start_service, wait
 from northstar_runtime.topology import Topology
 
 if TYPE_CHECKING:
-    from bench.queries import Dates, Run
+    from bench.queries import Run
+
+Cases = list[tuple[str, str, Any, Any]]
 
 # The service and the projection (its checkpoint row) that reads the events log.
 REPLAYED = {"metrics": "activity", "experiments": "experiment_events"}
@@ -130,22 +132,20 @@ def _strip_volatile(message: Any) -> Any:
     return copy
 
 
-async def _same_answers(run: Run, metrics: Service, dates: Dates) -> dict[str, Any]:
+async def _same_answers(run: Run, metrics: Service, cases: Cases) -> dict[str, Any]:
     """Ask every question once more; compare with the answers before the rebuild."""
-    from bench.queries import METRICS, rpc_cases  # noqa: PLC0415 - queries imports us
-
     md = (("authorization", f"Bearer {API_KEY}"),)
     equal: list[str] = []
     different: list[str] = []
     async with grpc.aio.insecure_channel(
         metrics.address, options=[("grpc.max_receive_message_length", 256 * 1024 * 1024)]
     ) as ch:
-        for label, method, request, response_cls in rpc_cases(dates):
+        for label, method, request, response_cls in cases:
             live = run.answers.get(label)
             if live is None:
                 continue
             call = ch.unary_unary(
-                METRICS + method,
+                method,
                 request_serializer=type(request).SerializeToString,
                 response_deserializer=response_cls.FromString,
             )
@@ -165,8 +165,12 @@ async def _same_answers(run: Run, metrics: Service, dates: Dates) -> dict[str, A
     return {"equal": equal, "different": different}
 
 
-async def rebuild(run: Run, dates: Dates) -> dict[str, Any]:
-    """Replay the events log into metrics and then experiments, each from empty."""
+async def rebuild(run: Run, cases: Cases) -> dict[str, Any]:
+    """Replay the events log into metrics and then experiments, each from empty; `cases`
+    are the run's questions (label, full method name, request, response class).
+
+    Passed in rather than imported from bench.queries: a late import would load the
+    module from disk as it is then, not as the running benchmark started."""
     last_seq = int(run.results["load"]["stream_last_seq"])
     events = int(run.results["load"]["accepted"])
     out: dict[str, Any] = {}
@@ -175,7 +179,7 @@ async def rebuild(run: Run, dates: Dates) -> dict[str, Any]:
         svc, measured = await _replay(run, service, last_seq, events)
         try:
             if service == "metrics":
-                measured["answers"] = await _same_answers(run, svc, dates)
+                measured["answers"] = await _same_answers(run, svc, cases)
         finally:
             svc.stop()
         out[service] = measured

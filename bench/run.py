@@ -881,6 +881,29 @@ def machine(nats_url: str, nats_pid: int | None) -> dict[str, Any]:
     }
 
 
+async def forget(nats_url: str, database_url: str, namespace: str) -> None:
+    """Drop what a run stored on the servers (its streams and schemas): on shared servers
+    millions of events would otherwise stay behind."""
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        prefix = Topology(namespace).events_stream.split("_")[0] + "_"
+        for info in await js.streams_info():
+            if info.config.name and info.config.name.startswith(prefix):
+                await js.delete_stream(info.config.name)
+    finally:
+        await nc.close()
+    conn = await asyncpg.connect(database_url)
+    try:
+        schemas = await conn.fetch(
+            "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)", f"{namespace}_"
+        )
+        for (name,) in schemas:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+    finally:
+        await conn.close()
+
+
 async def main_async(plan: Plan, work: Path) -> dict[str, Any]:
     started = time.monotonic()
     started_at = dt.datetime.now(dt.UTC)
@@ -932,6 +955,7 @@ async def main_async(plan: Plan, work: Path) -> dict[str, Any]:
         finally:
             if bench.ingest is not None:
                 bench.ingest.stop()
+            await forget(nats_url, database_url, namespace)
     return {
         "mode": plan.mode,
         "plan": plan.__dict__,
