@@ -14,7 +14,6 @@ not the events log, so they have no replay of the events to time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import subprocess
 import sys
@@ -24,7 +23,16 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import grpc
 
-from bench.run import API_KEY, ROOT, CpuMeter, Service, say, start_service, wait_quiet
+from bench.run import (
+    API_KEY,
+    ROOT,
+    CpuMeter,
+    Service,
+    follow_checkpoint,
+    say,
+    start_service,
+    wait_quiet,
+)
 from northstar_runtime.topology import Topology
 
 if TYPE_CHECKING:
@@ -77,26 +85,10 @@ async def _replay(
     svc = await start_service(service, env, run.work)
     t_serving = time.monotonic()
     meter.groups[service] = [svc.pid]
-    timeline: list[tuple[float, int]] = []
-    position = 0
     try:
-        while position < last_seq:
-            if svc.proc.poll() is not None:
-                raise RuntimeError(f"{service} exited:\n{svc.log_tail()}")
-            if time.monotonic() - t0 > 3 * 3600:
-                raise RuntimeError(f"{service} did not replay the log in 3 hours")
-            with contextlib.suppress(asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
-                position = int(
-                    await conn.fetchval(
-                        f'SELECT coalesce(max(position), 0) FROM "{schema}".'
-                        "projection_checkpoints WHERE projection = $1",
-                        projection,
-                    )
-                    or 0
-                )
-            timeline.append((round(time.monotonic() - t0, 2), position))
-            if position < last_seq:
-                await asyncio.sleep(0.2)
+        timeline = await follow_checkpoint(
+            conn, svc, schema, projection, last_seq, t0=t0, limit_s=3 * 3600, poll_s=0.2
+        )
         t_done = time.monotonic()
         cores = CpuMeter.cores(before, meter.snapshot())
     except BaseException:

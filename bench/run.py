@@ -178,6 +178,41 @@ async def start_service(
             await asyncio.sleep(0.05)
 
 
+async def follow_checkpoint(
+    conn: asyncpg.Connection,
+    svc: Service,
+    schema: str,
+    projection: str,
+    last_seq: int,
+    *,
+    t0: float,
+    limit_s: float,
+    poll_s: float,
+) -> list[tuple[float, int]]:
+    """Poll a projection's checkpoint until it reaches `last_seq`: the timeline of
+    (seconds since t0, position). Fails when the service exits or `limit_s` passes."""
+    timeline: list[tuple[float, int]] = []
+    position = 0
+    while position < last_seq:
+        if svc.proc.poll() is not None:
+            raise RuntimeError(f"{svc.name} exited:\n{svc.log_tail()}")
+        if time.monotonic() - t0 > limit_s:
+            raise RuntimeError(f"{svc.name} did not reach the stream's end in {limit_s:g} s")
+        with contextlib.suppress(asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
+            position = int(
+                await conn.fetchval(
+                    f'SELECT coalesce(max(position), 0) FROM "{schema}".projection_checkpoints'
+                    " WHERE projection = $1",
+                    projection,
+                )
+                or 0
+            )
+        timeline.append((round(time.monotonic() - t0, 3), position))
+        if position < last_seq:
+            await asyncio.sleep(poll_s)
+    return timeline
+
+
 class CpuMeter:
     """CPU seconds of each group of processes between two snapshots (psutil)."""
 
@@ -738,27 +773,10 @@ class Bench:
                 spy = profiling.PySpy(
                     svc.pid, self.plan.profile_seconds, self.work / "metrics.pyspy.txt"
                 )
-            timeline: list[tuple[float, int]] = []
-            position = 0
             try:
-                while position < last_seq:
-                    if svc.proc.poll() is not None:
-                        raise RuntimeError(f"metrics exited:\n{svc.log_tail()}")
-                    if time.monotonic() - t0 > 1800:
-                        raise RuntimeError("replay did not finish in 30 minutes")
-                    with contextlib.suppress(
-                        asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError
-                    ):
-                        position = int(
-                            await conn.fetchval(
-                                f'SELECT position FROM "{schema}".projection_checkpoints'
-                                " WHERE projection = 'activity'"
-                            )
-                            or 0
-                        )
-                    timeline.append((round(time.monotonic() - t0, 3), position))
-                    if position < last_seq:
-                        await asyncio.sleep(0.1)
+                timeline = await follow_checkpoint(
+                    conn, svc, schema, "activity", last_seq, t0=t0, limit_s=1800, poll_s=0.1
+                )
                 t_done = time.monotonic()
                 cores = CpuMeter.cores(before, meter.snapshot())
                 check = await self._active_users(svc) if not profile else None
