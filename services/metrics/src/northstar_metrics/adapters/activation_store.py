@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 import asyncpg
+import numpy as np
+import numpy.typing as npt
 
 from northstar_metrics.adapters.event_store import activity_position
 from northstar_metrics.domain.activation import (
@@ -17,6 +20,7 @@ from northstar_metrics.domain.activation import (
     CohortAttribute,
     TimeToValue,
     interpolate,
+    percentile_ranks,
 )
 from northstar_metrics.domain.ratios import ratio
 from northstar_metrics.domain.time import day_start_us
@@ -28,106 +32,114 @@ from northstar_metrics.domain.workflows import (
     counted_stats,
 )
 
-# The activation numbers of the signups of [$2, $3], overall and per value of the
-# breakdown column ($4: 'plan', 'channel' or NULL for none), in one pass over their
-# `user_facts` rows: integer counts, and per stage the number of durations (us) and
-# the two order statistics around each percentile's index ((n - 1) * q, in float8 as
-# Python computes it), interpolated as domain/activation.py `percentile` does.
-# A signup converts when its org started a subscription within 30 days of it (the
-# subscriptions of the range are few: hashed on org_id, joined once).
+# The activation numbers of the signups of [$2, $3] per value of the breakdown column
+# ($4: 'plan', 'channel' or NULL for none, one group), in one pass over their
+# `user_facts` rows: integer counts, and per stage the durations (us) unordered; the
+# order statistics are selected in Python (numpy's partition), cheaper than sorting
+# each array in PostgreSQL. A signup converts when its org started a subscription
+# within 30 days of it: the range's subscriptions are few, so their start times are
+# gathered per org once and hashed on org_id.
 _SUMMARY_SQL = """
-WITH c AS MATERIALIZED (
-  SELECT user_id, signup_ts_us AS ts, org_id,
-    -- Grouped bytewise (the segments' order is set in Python): faster than a locale.
-    (CASE $4::text WHEN 'plan' THEN plan WHEN 'channel' THEN channel END) COLLATE "C" AS seg,
-    (plan = 'free' AND org_id <> '') AS eligible,
-    integration_connected_us - signup_ts_us AS d0,
-    workflow_created_us - signup_ts_us AS d1,
-    workflow_run_succeeded_us - signup_ts_us AS d2
-  FROM user_facts WHERE tenant = $1 AND signup_day BETWEEN $2::date AND $3::date
-), subs AS MATERIALIZED (
-  SELECT org_id, ts_us FROM events
+WITH subs AS (
+  SELECT org_id COLLATE "C" AS org_id, array_agg(ts_us) AS starts FROM events
   WHERE tenant = $1 AND event = 'subscription.started' AND org_id <> ''
     AND ts_us >= $5 AND ts_us < $6
-), converted AS (
-  SELECT DISTINCT c.user_id FROM c JOIN subs s ON s.org_id = c.org_id
-  WHERE c.eligible AND s.ts_us >= c.ts AND s.ts_us <= c.ts + $7
+  GROUP BY 1
 )
-SELECT overall, seg, signups, activated, fast, eligible, paid, n0, n1, n2{ranks} FROM (
-SELECT GROUPING(seg) AS overall, seg, count(*) AS signups,
+SELECT seg, count(*) AS signups,
   count(*) FILTER (WHERE d1 <= $8) AS activated,
   count(*) FILTER (WHERE d2 <= $9) AS fast,
   count(*) FILTER (WHERE eligible) AS eligible,
-  count(*) FILTER (WHERE eligible AND user_id IN (SELECT user_id FROM converted)) AS paid,
-  count(d0) AS n0, array_agg(d0 ORDER BY d0) FILTER (WHERE d0 IS NOT NULL) AS s0,
-  count(d1) AS n1, array_agg(d1 ORDER BY d1) FILTER (WHERE d1 IS NOT NULL) AS s1,
-  count(d2) AS n2, array_agg(d2 ORDER BY d2) FILTER (WHERE d2 IS NOT NULL) AS s2
-FROM c
-GROUP BY GROUPING SETS ((), (seg))
-) g
+  count(*) FILTER (WHERE eligible AND EXISTS (
+    SELECT FROM unnest(starts) AS t WHERE t >= ts AND t <= ts + $7)) AS paid,
+  array_agg(d0) FILTER (WHERE d0 IS NOT NULL) AS d0,
+  array_agg(d1) FILTER (WHERE d1 IS NOT NULL) AS d1,
+  array_agg(d2) FILTER (WHERE d2 IS NOT NULL) AS d2
+FROM (
+  SELECT u.signup_ts_us AS ts,
+    -- Grouped bytewise (the segments' order is set in Python): faster than a locale.
+    (CASE $4::text WHEN 'plan' THEN u.plan WHEN 'channel' THEN u.channel END) COLLATE "C"
+      AS seg,
+    (u.plan = 'free' AND u.org_id <> '') AS eligible, s.starts,
+    u.integration_connected_us - u.signup_ts_us AS d0,
+    u.workflow_created_us - u.signup_ts_us AS d1,
+    u.workflow_run_succeeded_us - u.signup_ts_us AS d2
+  FROM user_facts u LEFT JOIN subs s ON s.org_id = u.org_id COLLATE "C"
+  WHERE u.tenant = $1 AND u.signup_day BETWEEN $2::date AND $3::date
+) c
+GROUP BY seg
 """
-# Per stage k and percentile (m: 0.5, p: 0.9), the order statistics at the ranks of
-# domain/activation.py `percentile_ranks` (1-based in SQL arrays).
-_RANK = (
-    ", s{k}[floor((n{k} - 1) * {q}::float8)::int + 1] AS {name}{k}a"
-    ", s{k}[least(floor((n{k} - 1) * {q}::float8)::int + 1, n{k} - 1) + 1] AS {name}{k}b"
-)
-_SUMMARY_SQL = _SUMMARY_SQL.format(
-    ranks="".join(
-        _RANK.format(k=k, q=q, name=name) for k in range(3) for name, q in (("m", 0.5), ("p", 0.9))
-    )
-)
+_STAGES = ("d0", "d1", "d2")
+_NONE: npt.NDArray[np.int64] = np.empty(0, dtype=np.int64)
 
 
-def _time_to_value(r: asyncpg.Record, stage: int) -> TimeToValue:
-    n = r[f"n{stage}"]
+@dataclass(frozen=True, slots=True)
+class _Group:
+    """The counts and the stage durations (us, unordered) of some signups."""
+
+    signups: int
+    activated: int
+    fast: int
+    eligible: int
+    paid: int
+    durations: tuple[npt.NDArray[np.int64], ...]
+
+    @classmethod
+    def of(cls, r: asyncpg.Record) -> _Group:
+        return cls(
+            r["signups"],
+            r["activated"],
+            r["fast"],
+            r["eligible"],
+            r["paid"],
+            tuple(np.array(r[k] or (), dtype=np.int64) for k in _STAGES),
+        )
+
+    @classmethod
+    def union(cls, groups: list[_Group]) -> _Group:
+        return cls(
+            sum(g.signups for g in groups),
+            sum(g.activated for g in groups),
+            sum(g.fast for g in groups),
+            sum(g.eligible for g in groups),
+            sum(g.paid for g in groups),
+            tuple(
+                np.concatenate([_NONE, *(g.durations[k] for g in groups)])
+                for k in range(len(_STAGES))
+            ),
+        )
+
+    def summary(self) -> ActivationSummary:
+        return ActivationSummary(
+            signups=self.signups,
+            activated=self.activated,
+            activation_rate=ratio(self.activated, self.signups),
+            integration_connected=_time_to_value(self.durations[0]),
+            workflow_created=_time_to_value(self.durations[1]),
+            workflow_run_succeeded=_time_to_value(self.durations[2]),
+            fast_activated=self.fast,
+            signup_to_value_30m=ratio(self.fast, self.signups),
+            free_signups_with_org=self.eligible,
+            paid_conversions=self.paid,
+            paid_conversion_rate=ratio(self.paid, self.eligible),
+        )
+
+
+def _time_to_value(durations_us: npt.NDArray[np.int64]) -> TimeToValue:
+    """The count, median and p90 (seconds) of the durations, as domain/activation.py
+    `percentile` computes them: numpy's partition places the two order statistics
+    around each percentile's index exactly where a sort would."""
+    n = len(durations_us)
     if not n:
         return TimeToValue(0, None, None)
+    ranks = {q: percentile_ranks(n, q) for q in (0.5, 0.9)}
+    ordered = np.partition(durations_us, sorted({k for pair in ranks.values() for k in pair}))
     median, p90 = (
-        interpolate(
-            n, q, r[f"{name}{stage}a"] / US_PER_SECOND, r[f"{name}{stage}b"] / US_PER_SECOND
-        )
-        for name, q in (("m", 0.5), ("p", 0.9))
+        interpolate(n, q, int(ordered[a]) / US_PER_SECOND, int(ordered[b]) / US_PER_SECOND)
+        for q, (a, b) in ranks.items()
     )
     return TimeToValue(n, median, p90)
 
-
-def _summary(r: asyncpg.Record) -> ActivationSummary:
-    signups, activated, fast, eligible, paid = (
-        r["signups"],
-        r["activated"],
-        r["fast"],
-        r["eligible"],
-        r["paid"],
-    )
-    return ActivationSummary(
-        signups=signups,
-        activated=activated,
-        activation_rate=ratio(activated, signups),
-        integration_connected=_time_to_value(r, 0),
-        workflow_created=_time_to_value(r, 1),
-        workflow_run_succeeded=_time_to_value(r, 2),
-        fast_activated=fast,
-        signup_to_value_30m=ratio(fast, signups),
-        free_signups_with_org=eligible,
-        paid_conversions=paid,
-        paid_conversion_rate=ratio(paid, eligible),
-    )
-
-
-_EMPTY = ActivationSummary(
-    0,
-    0,
-    None,
-    TimeToValue(0, None, None),
-    TimeToValue(0, None, None),
-    TimeToValue(0, None, None),
-    0,
-    None,
-    0,
-    0,
-    None,
-)
 
 # Signups of [$2, $3], those activated (a workflow.created within $4 us) and those fast
 # activated (a successful run within $5 us): the stage firsts are at or after signup.
@@ -191,8 +203,6 @@ class ActivationStore:
         lo, hi = day_start_us(first), day_start_us(last + timedelta(days=1))
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
             position = await activity_position(conn)
-            # Sorting a quarter's signups per segment needs more than the default.
-            await conn.execute("SET LOCAL work_mem = '64MB'")
             # Joining the signups to the range's subscriptions by nested loop costs
             # signups x subscriptions comparisons (seconds on a large tenant); the
             # planner picks it whenever its row estimates of a freshly loaded
@@ -210,14 +220,14 @@ class ActivationStore:
                 ACTIVATION_WINDOW_US,
                 FAST_ACTIVATION_US,
             )
-        overall = next((_summary(r) for r in rows if r["overall"]), _EMPTY)
+        groups = {r["seg"]: _Group.of(r) for r in rows}
+        overall = _Group.union(list(groups.values())).summary()
         if attribute is None:
             return overall, [], position
-        groups = {r["seg"]: _summary(r) for r in rows if not r["overall"]}
         values: list[str | None] = [*sorted(v for v in groups if v is not None)]
         if None in groups:
             values.append(None)
-        return overall, [ActivationSegment(v, groups[v]) for v in values], position
+        return overall, [ActivationSegment(v, groups[v].summary()) for v in values], position
 
     async def counts(self, tenant: str, first: date, last: date) -> tuple[int, int, int]:
         """(signups, activated, fast activated) of the signups of [first, last]."""
