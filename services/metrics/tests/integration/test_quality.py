@@ -282,6 +282,54 @@ async def test_data_quality_equals_the_reference(
     assert later.orphan_activity == ref3.orphan_activity == 0
 
 
+async def test_suspected_bots_across_midnight_and_receive_days(
+    metrics: MetricsUnderTest,
+) -> None:
+    """A 60-second window can straddle midnight; a user busy over many days is no bot."""
+    tenant = "t162"
+    items: list[Received] = []
+
+    def views(user: str, start_us: int, n: int, step_us: int, received: date) -> None:
+        for i in range(n):
+            ts = start_us + i * step_us
+            event = Ev(f"{user}-{ts}", "page.view", user, "", ts, "{}")
+            items.append(Received(event, at(received, 7_200)))
+
+    # 300 events in R1's last 30 s and 301 in R2's first 30 s (00:00:00 to 00:00:30):
+    # 601 within exactly 60 s. "split" has the same times, its R1 half received on R1.
+    views("midnight", at(R1, 86_370), 300, US // 10, R2)
+    views("midnight", at(R2, 0), 301, US // 10, R2)
+    views("split", at(R1, 86_370), 300, US // 10, R1)
+    views("split", at(R2, 0), 301, US // 10, R2)
+    # 100 events on each of R2's seven days up to it: 700 in the period, 200 at most on
+    # two consecutive days.
+    for d in range(7):
+        views("spread", at(R2 - timedelta(days=d), 3_600), 100, US, R2)
+    # 601 events on two consecutive days, one a minute: two at most within 60 s.
+    views("steady", at(R1, 60_000), 601, 60 * US, R2)
+    position = await append_received(metrics, tenant, items)
+
+    async def bots(first: date, last: date) -> list[tuple[str, int]]:
+        request = quality_pb2.DataQualityRequest(
+            from_date=first.isoformat(), to_date=last.isoformat()
+        )
+
+        async def caught_up() -> quality_pb2.DataQualityResponse:
+            answer = await metrics.stub.DataQuality(request, metadata=auth(tenant), timeout=20)
+            assert answer.log_position >= position
+            return answer
+
+        answer = await assert_eventually(caught_up, timeout=60)
+        got = [(b.user_id, b.max_events_in_window) for b in answer.suspected_bot_users]
+        assert answer.suspected_bots == len(got)
+        assert dict(got) == quality(items, first, last).suspected_bots
+        return got
+
+    assert await bots(R2, R2) == [("midnight", 601)]
+    assert await bots(R1, R2) == [("midnight", 601), ("split", 601)]
+    assert await bots(R1, R1) == []
+
+
 async def test_the_projection_is_idempotent_and_resets(
     metrics: MetricsUnderTest, summaries: Projector
 ) -> None:

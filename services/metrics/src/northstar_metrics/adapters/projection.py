@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
-from collections.abc import Sequence
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -50,10 +50,14 @@ _NEIGHBOURS = {
     """,
 }
 _INSERT_DAYS = {
-    "user_days": "INSERT INTO user_days (tenant, user_id, day)"
-    " SELECT * FROM unnest($1::text[], $2::text[], $3::date[]) ON CONFLICT DO NOTHING",
+    # Every fact of the batch with its event count: new days are inserted, stored ones
+    # add the count (adapters/quality_store.py reads it for the suspected bots).
+    "user_days": "INSERT INTO user_days (tenant, user_id, day, events)"
+    " SELECT * FROM unnest($1::text[], $2::text[], $3::date[], $4::bigint[])"
+    " ON CONFLICT (tenant, user_id, day) DO UPDATE SET events = user_days.events + excluded.events",
     "org_success_days": "INSERT INTO org_success_days (tenant, org_id, day)"
-    " SELECT * FROM unnest($1::text[], $2::text[], $3::date[]) ON CONFLICT DO NOTHING",
+    " SELECT t, o, d FROM unnest($1::text[], $2::text[], $3::date[], $4::bigint[]) AS k(t, o, d, n)"
+    " ON CONFLICT DO NOTHING",
 }
 
 
@@ -91,8 +95,9 @@ class ActivityProjection:
     # Raised when the rows it keeps change, so that a deployed database is rebuilt from the
     # log once (Projection.version). 2: the revenue, workflow-span and quality read models
     # (migrations 0007-0009) start empty and need every past event. 3: an org's acquisition
-    # signup must have a user_id (a user-less one was taken before).
-    version = 3
+    # signup must have a user_id (a user-less one was taken before). 4: `user_days` counts
+    # the events of each day (migration 0011).
+    version = 4
 
     async def apply(self, conn: Connection, entries: Sequence[LogEntry]) -> None:
         """Apply a batch of EventBatch and UserErased entries in log order, exactly once
@@ -119,21 +124,21 @@ class ActivityProjection:
         await UserFacts().apply(conn, fresh)
         await DailyCounts().apply(conn, fresh)
         await RevenueRollup().apply(conn, fresh)
-        users: set[tuple[str, str, date]] = set()
+        users: Counter[tuple[str, str, date]] = Counter()
         orgs: set[tuple[str, str, date]] = set()
         for ev in fresh:
             e = ev.event
             day = day_of(e.timestamp_us)
             if e.user_id:
-                users.add((ev.tenant, e.user_id, day))
+                users[(ev.tenant, e.user_id, day)] += 1
             if _is_successful_run(e):
                 orgs.add((ev.tenant, e.org_id, day))
         deltas: dict[tuple[str, date], dict[str, int]] = defaultdict(lambda: defaultdict(int))
         for table, facts, windows in (
             ("user_days", users, WINDOWS),
-            ("org_success_days", orgs, {"mao": MAO_WINDOW}),
+            ("org_success_days", dict.fromkeys(orgs, 0), {"mao": MAO_WINDOW}),
         ):
-            new_days = await self._new_days(conn, table, sorted(facts))
+            new_days = await self._new_days(conn, table, facts)
             for key, values in coverage_deltas(new_days, windows).items():
                 for name, v in values.items():
                     deltas[key][name] += v
@@ -253,11 +258,13 @@ class ActivityProjection:
         )
 
     async def _new_days(
-        self, conn: Connection, table: str, facts: list[tuple[str, str, date]]
+        self, conn: Connection, table: str, counted: Mapping[tuple[str, str, date], int]
     ) -> list[NewDay]:
-        """The facts not stored yet, with their stored neighbours; then store them."""
-        if not facts:
+        """The facts not stored yet, with their stored neighbours; then store them (for
+        `user_days`, every fact with its events)."""
+        if not counted:
             return []
+        facts = sorted(counted)
         columns = ([f[0] for f in facts], [f[1] for f in facts], [f[2] for f in facts])
         rows = await conn.fetch(_NEIGHBOURS[table], *columns)
         new = []
@@ -265,12 +272,7 @@ class ActivityProjection:
             if not r["present"]:
                 tenant, subject, day = facts[r["ord"] - 1]
                 new.append(NewDay(tenant, subject, day, prev=r["prev"], next=r["next"]))
-        await conn.execute(
-            _INSERT_DAYS[table],
-            [d.tenant for d in new],
-            [d.subject for d in new],
-            [d.day for d in new],
-        )
+        await conn.execute(_INSERT_DAYS[table], *columns, [counted[f] for f in facts])
         return new
 
     async def _add_deltas(

@@ -33,6 +33,8 @@ class PeriodFacts:
     requests: list[RequestTally]
     ingest_duplicates: int
     missing_fields: list[MissingFields]
+    # The timestamps of the period's accepted events of each user who may be a
+    # suspected bot (others cannot: at most 600 events on any two consecutive days).
     heavy_users: dict[str, list[int]]
     newest_received_at_us: int | None
     log_position: int
@@ -56,9 +58,11 @@ ELSE
 END
 """
 # Users with at least $5 accepted events received in [$2, $3]: each has at least $4
-# (the ceiling of $5 over the days) on one of the days, which the index finds. Their
-# timestamps are read user by user (events_by_user_time), never by joining the
-# period's events, which a plan on stale statistics would scan once per user.
+# (the ceiling of $5 over the days) on one of the days, which the index finds. Of
+# those, only a user with $5 events on two consecutive activity days (`user_days`,
+# every receive time) can have $5 within 60 seconds; their timestamps are read user by
+# user (events_by_user_time), never by joining the period's events, which a plan on
+# stale statistics would scan once per user.
 _HEAVY_SQL = """
 WITH candidates AS (
   SELECT DISTINCT user_id FROM user_received_days
@@ -67,12 +71,22 @@ WITH candidates AS (
   SELECT u.user_id FROM user_received_days u JOIN candidates c ON c.user_id = u.user_id
   WHERE u.tenant = $1 AND u.day BETWEEN $2 AND $3
   GROUP BY u.user_id HAVING sum(u.events) >= $5
+), dense AS (
+  SELECT h.user_id FROM heavy h
+  WHERE EXISTS (
+    SELECT FROM (
+      SELECT events + CASE WHEN lead(day) OVER w = day + 1 THEN lead(events) OVER w ELSE 0
+        END AS two_days
+      FROM user_days WHERE tenant = $1 AND user_id = h.user_id
+      WINDOW w AS (ORDER BY day)
+    ) d WHERE d.two_days >= $5
+  )
 )
 SELECT h.user_id, (
   SELECT array_agg(e.ts_us) FROM events e
   WHERE e.tenant = $1 AND e.user_id = h.user_id AND e.user_id <> ''
     AND e.received_at_us >= $6 AND e.received_at_us < $7
-) FROM heavy h
+) FROM dense h
 """
 _MISSING_SQL = """
 SELECT event, field, sum(events)::bigint AS events FROM missing_fields_days
@@ -105,10 +119,16 @@ class QualityStore:
             )
             active = await conn.fetchval(_USERS_SQL, tenant, first, last, False)
             orphans = await conn.fetchval(_USERS_SQL, tenant, first, last, True)
-            requests = await conn.fetch(
-                "SELECT received_at_us, sent_at_us, duplicate, rejections::text"
-                " FROM ingest_requests"
+            ingest_duplicates = await conn.fetchval(
+                "SELECT coalesce(sum(duplicate), 0) FROM ingest_requests"
                 " WHERE tenant = $1 AND received_at_us >= $2 AND received_at_us < $3",
+                *period,
+            )
+            # Only a request with rejections adds to the tally (of rejected events).
+            requests = await conn.fetch(
+                "SELECT received_at_us, sent_at_us, rejections::text FROM ingest_requests"
+                " WHERE tenant = $1 AND received_at_us >= $2 AND received_at_us < $3"
+                " AND rejections <> '[]'::jsonb",
                 *period,
             )
             missing = await conn.fetch(_MISSING_SQL, tenant, first, last)
@@ -130,17 +150,14 @@ class QualityStore:
             domain_position = await conn.fetchval(_REQUESTS_POSITION_SQL, PROJECTION_NAME)
         # Aggregates without GROUP BY always return one row.
         assert repeats is not None
-        tallies = []
-        ingest_duplicates = 0
-        for r in requests:
-            ingest_duplicates += int(r["duplicate"])
-            tallies.append(
-                RequestTally(
-                    r["received_at_us"],
-                    r["sent_at_us"],
-                    [(x["field"], x["rule"], int(x["count"])) for x in orjson.loads(r[3])],
-                )
+        tallies = [
+            RequestTally(
+                r["received_at_us"],
+                r["sent_at_us"],
+                [(x["field"], x["rule"], int(x["count"])) for x in orjson.loads(r[2])],
             )
+            for r in requests
+        ]
         return PeriodFacts(
             accepted=int(repeats["accepted"]),
             accepted_skewed=int(repeats["skewed"]),
@@ -149,7 +166,7 @@ class QualityStore:
             duplicates=int(repeats["duplicates"]),
             id_conflicts=int(repeats["conflicts"]),
             requests=tallies,
-            ingest_duplicates=ingest_duplicates,
+            ingest_duplicates=int(ingest_duplicates),
             missing_fields=missing_fields_of((r[0], r[1], int(r[2])) for r in missing),
             heavy_users={r[0]: list(r[1]) for r in heavy},
             newest_received_at_us=None if newest is None else int(newest),
