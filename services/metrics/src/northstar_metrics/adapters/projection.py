@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -49,16 +49,17 @@ _NEIGHBOURS = {
                AS i(tenant, subject, day, ord)) c
     """,
 }
-_INSERT_DAYS = {
-    # Every fact of the batch with its event count: new days are inserted, stored ones
-    # add the count (adapters/quality_store.py reads it for the suspected bots).
-    "user_days": "INSERT INTO user_days (tenant, user_id, day, events)"
-    " SELECT * FROM unnest($1::text[], $2::text[], $3::date[], $4::bigint[])"
-    " ON CONFLICT (tenant, user_id, day) DO UPDATE SET events = user_days.events + excluded.events",
-    "org_success_days": "INSERT INTO org_success_days (tenant, org_id, day)"
-    " SELECT t, o, d FROM unnest($1::text[], $2::text[], $3::date[], $4::bigint[]) AS k(t, o, d, n)"
-    " ON CONFLICT DO NOTHING",
-}
+# Every user-day of the batch with its events: new days are inserted, stored ones add
+# the count (adapters/quality_store.py reads it for the suspected bots).
+_ADD_USER_DAYS = """
+INSERT INTO user_days (tenant, user_id, day, events)
+SELECT * FROM unnest($1::text[], $2::text[], $3::date[], $4::bigint[])
+ON CONFLICT (tenant, user_id, day) DO UPDATE SET events = user_days.events + excluded.events
+"""
+_INSERT_ORG_DAYS = (
+    "INSERT INTO org_success_days (tenant, org_id, day)"
+    " SELECT * FROM unnest($1::text[], $2::text[], $3::date[]) ON CONFLICT DO NOTHING"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,12 +134,24 @@ class ActivityProjection:
                 users[(ev.tenant, e.user_id, day)] += 1
             if _is_successful_run(e):
                 orgs.add((ev.tenant, e.org_id, day))
+        user_days = sorted(users)
+        new_users = await self._new_days(conn, "user_days", user_days)
+        if user_days:
+            await conn.execute(
+                _ADD_USER_DAYS,
+                *(list(c) for c in zip(*user_days, strict=True)),
+                [users[k] for k in user_days],
+            )
+        new_orgs = await self._new_days(conn, "org_success_days", sorted(orgs))
+        if new_orgs:
+            await conn.execute(
+                _INSERT_ORG_DAYS,
+                [d.tenant for d in new_orgs],
+                [d.subject for d in new_orgs],
+                [d.day for d in new_orgs],
+            )
         deltas: dict[tuple[str, date], dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        for table, facts, windows in (
-            ("user_days", users, WINDOWS),
-            ("org_success_days", dict.fromkeys(orgs, 0), {"mao": MAO_WINDOW}),
-        ):
-            new_days = await self._new_days(conn, table, facts)
+        for new_days, windows in ((new_users, WINDOWS), (new_orgs, {"mao": MAO_WINDOW})):
             for key, values in coverage_deltas(new_days, windows).items():
                 for name, v in values.items():
                     deltas[key][name] += v
@@ -258,13 +271,11 @@ class ActivityProjection:
         )
 
     async def _new_days(
-        self, conn: Connection, table: str, counted: Mapping[tuple[str, str, date], int]
+        self, conn: Connection, table: str, facts: list[tuple[str, str, date]]
     ) -> list[NewDay]:
-        """The facts not stored yet, with their stored neighbours; then store them (for
-        `user_days`, every fact with its events)."""
-        if not counted:
+        """The facts not stored yet, with their stored neighbours (the caller stores them)."""
+        if not facts:
             return []
-        facts = sorted(counted)
         columns = ([f[0] for f in facts], [f[1] for f in facts], [f[2] for f in facts])
         rows = await conn.fetch(_NEIGHBOURS[table], *columns)
         new = []
@@ -272,7 +283,6 @@ class ActivityProjection:
             if not r["present"]:
                 tenant, subject, day = facts[r["ord"] - 1]
                 new.append(NewDay(tenant, subject, day, prev=r["prev"], next=r["next"]))
-        await conn.execute(_INSERT_DAYS[table], *columns, [counted[f] for f in facts])
         return new
 
     async def _add_deltas(
