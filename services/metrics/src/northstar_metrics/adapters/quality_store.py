@@ -88,6 +88,15 @@ SELECT h.user_id, (
     AND e.received_at_us >= $6 AND e.received_at_us < $7
 ) FROM dense h
 """
+# The period's request summaries in one scan: ingest's duplicates summed, and the
+# requests with rejections (only they add to the tally) as [received, sent, rejections].
+_REQUESTS_SQL = """
+SELECT coalesce(sum(duplicate), 0) AS duplicates,
+  coalesce(jsonb_agg(jsonb_build_array(received_at_us, sent_at_us, rejections))
+    FILTER (WHERE rejections <> '[]'::jsonb), '[]'::jsonb)::text AS rejected
+FROM ingest_requests
+WHERE tenant = $1 AND received_at_us >= $2 AND received_at_us < $3
+"""
 _MISSING_SQL = """
 SELECT event, field, sum(events)::bigint AS events FROM missing_fields_days
 WHERE tenant = $1 AND day BETWEEN $2 AND $3
@@ -119,18 +128,7 @@ class QualityStore:
             )
             active = await conn.fetchval(_USERS_SQL, tenant, first, last, False)
             orphans = await conn.fetchval(_USERS_SQL, tenant, first, last, True)
-            ingest_duplicates = await conn.fetchval(
-                "SELECT coalesce(sum(duplicate), 0) FROM ingest_requests"
-                " WHERE tenant = $1 AND received_at_us >= $2 AND received_at_us < $3",
-                *period,
-            )
-            # Only a request with rejections adds to the tally (of rejected events).
-            requests = await conn.fetch(
-                "SELECT received_at_us, sent_at_us, rejections::text FROM ingest_requests"
-                " WHERE tenant = $1 AND received_at_us >= $2 AND received_at_us < $3"
-                " AND rejections <> '[]'::jsonb",
-                *period,
-            )
+            requests = await conn.fetchrow(_REQUESTS_SQL, *period)
             missing = await conn.fetch(_MISSING_SQL, tenant, first, last)
             days = (last - first).days + 1
             heavy = await conn.fetch(
@@ -150,13 +148,14 @@ class QualityStore:
             domain_position = await conn.fetchval(_REQUESTS_POSITION_SQL, PROJECTION_NAME)
         # Aggregates without GROUP BY always return one row.
         assert repeats is not None
+        assert requests is not None
         tallies = [
             RequestTally(
-                r["received_at_us"],
-                r["sent_at_us"],
-                [(x["field"], x["rule"], int(x["count"])) for x in orjson.loads(r[2])],
+                received_at_us,
+                sent_at_us,
+                [(x["field"], x["rule"], int(x["count"])) for x in rejections],
             )
-            for r in requests
+            for received_at_us, sent_at_us, rejections in orjson.loads(requests["rejected"])
         ]
         return PeriodFacts(
             accepted=int(repeats["accepted"]),
@@ -166,7 +165,7 @@ class QualityStore:
             duplicates=int(repeats["duplicates"]),
             id_conflicts=int(repeats["conflicts"]),
             requests=tallies,
-            ingest_duplicates=int(ingest_duplicates),
+            ingest_duplicates=int(requests["duplicates"]),
             missing_fields=missing_fields_of((r[0], r[1], int(r[2])) for r in missing),
             heavy_users={r[0]: list(r[1]) for r in heavy},
             newest_received_at_us=None if newest is None else int(newest),
