@@ -44,6 +44,7 @@ import shutil
 import struct
 import tempfile
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -84,7 +85,7 @@ from northstar.metrics.v1 import (
     series_pb2,
     trend_pb2,
 )
-from northstar_harness.servers import NatsServer, PostgresServer
+from northstar_harness.servers import NatsServer, PostgresServer, free_port
 from northstar_runtime.topology import Topology
 
 METRICS = "/northstar.metrics.v1.MetricsService/"
@@ -704,8 +705,11 @@ class Run:
 
         env = {"NATS_URL": self.nats_url, "NORTHSTAR_NAMESPACE": self.namespace}
         ingest = await start_service("ingest", {**env, "INGEST_RATE_LIMIT": "0"}, self.work)
+        self.metrics_scrape = f"127.0.0.1:{free_port()}"
         metrics = await start_service(
-            "metrics", {**env, "DATABASE_URL": self.database_url}, self.work
+            "metrics",
+            {**env, "DATABASE_URL": self.database_url, "METRICS_ADDRESS": self.metrics_scrape},
+            self.work,
         )
         await wait_quiet(longest=20)
         groups = {"ingest": [ingest.pid], "metrics": [metrics.pid], "clients": []}
@@ -798,6 +802,17 @@ class Run:
             "cpu_cores_whole_pipeline": after,
             "timeline": timeline[:: max(1, len(timeline) // 60)],
         }
+        # Funnel and Trend scan the service's columnar copy once it has caught up.
+        t_copy = time.monotonic()
+        while scraped(self.metrics_scrape, "northstar_metrics_columnar_position") < (last_seq or 0):
+            if time.monotonic() - t_copy > 1800:
+                raise RuntimeError("the columnar copy did not catch up in 30 minutes")
+            await asyncio.sleep(0.5)
+        self.results["load"]["columnar_copy_lag_after_projection_s"] = round(
+            time.monotonic() - t_copy, 2
+        )
+        lag = self.results["load"]["columnar_copy_lag_after_projection_s"]
+        say(f"  columnar copy caught up {lag} s after the projection")
         say(
             f"  ingest {accepted:,} events in {ingest_s:.1f} s ({accepted / ingest_s:,.0f}/s);"
             f" projected by {total_s:.1f} s ({accepted / total_s:,.0f}/s through the pipeline)"
@@ -1143,6 +1158,34 @@ async def forget(nats_url: str, database_url: str, namespace: str) -> None:
         await conn.close()
 
 
+def scraped_series(address: str, name: str) -> dict[str, float]:
+    """Every sample of one metric on a service's Prometheus endpoint, by its labels."""
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as page:
+        text = page.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line.startswith(name):
+            labels, _, value = line[len(name) :].rpartition(" ")
+            samples[labels or "{}"] = float(value)
+    return samples
+
+
+def scraped(address: str, name: str) -> float:
+    """The largest sample of a metric (0 if the endpoint does not answer yet)."""
+    try:
+        return max(scraped_series(address, name).values(), default=0.0)
+    except OSError:
+        return 0.0
+
+
+def rss_bytes(pid: int) -> int:
+    """A process's resident memory."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
 async def main_async(plan: Plan, work: Path, results: dict[str, Any]) -> dict[str, Any]:
     """The run, filling `results` as it goes (what was measured survives a failure)."""
     started = time.monotonic()
@@ -1223,6 +1266,11 @@ async def main_async(plan: Plan, work: Path, results: dict[str, Any]) -> dict[st
             results["read_model_tables"] = await pg_query_cost(database_url, namespace)
             say("Northstar over gRPC (metrics service, read models)")
             results["northstar"] = await run.northstar(metrics, dates)
+            results["ad_hoc_answers"] = scraped_series(
+                run.metrics_scrape, "northstar_metrics_ad_hoc_answers_total"
+            )
+            results["metrics_rss_bytes"] = rss_bytes(metrics.pid)
+            say(f"  ad-hoc answers by source: {results['ad_hoc_answers']}")
             say("raw PostgreSQL table: COPY, indexes, ANALYZE")
             results["raw_postgres_load"] = await load_raw_postgres(database_url, work)
             say(f"  {results['raw_postgres_load']}")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from northstar.metrics.v1 import metrics_pb2_grpc
+from northstar_metrics.adapters.columnar import ColumnarEvents
 from northstar_metrics.adapters.event_store import EventStore
 from northstar_metrics.adapters.ingest_requests import IngestRequestsProjection
 from northstar_metrics.adapters.projection import ActivityProjection
@@ -38,11 +41,23 @@ def build_projector(resources: Resources, settings: MetricsSettings) -> Projecto
     )
 
 
+def _closer(copy: ColumnarEvents) -> Callable[[], Awaitable[None]]:
+    async def close() -> None:
+        copy.close()
+
+    return close
+
+
 def build_host(settings: MetricsSettings, *, configure_process: bool = True) -> ServiceHost:
     """A ServiceHost running the metrics service with these settings."""
 
     async def build(resources: Resources) -> ServiceParts:
         assert resources.pool is not None
+        copy = (
+            ColumnarEvents(resources.pool, memory_limit=settings.columnar_memory_limit)
+            if settings.columnar_copy
+            else None
+        )
         servicer = MetricsServicer(
             MetricsDeps(
                 read_model=ReadModel(resources.pool),
@@ -50,6 +65,7 @@ def build_host(settings: MetricsSettings, *, configure_process: bool = True) -> 
                 pool=resources.pool,
                 log=resources.log,
                 topology=resources.topology,
+                columnar=copy,
             )
         )
         return ServiceParts(
@@ -70,6 +86,8 @@ def build_host(settings: MetricsSettings, *, configure_process: bool = True) -> 
                     batch_size=settings.projector_batch_size,
                 ),
             ],
+            workers=[copy] if copy is not None else [],
+            on_stop=[_closer(copy)] if copy is not None else [],
         )
 
     return ServiceHost(

@@ -16,6 +16,14 @@ class MetricsSettings(ServiceSettings):
         description="partition range this replica projects, e.g. `0-7`; empty: all",
     )
 
+    columnar_copy: bool = Field(
+        default=True,
+        description="keep an in-memory columnar copy of the events for Funnel and Trend",
+    )
+    columnar_memory_limit: str = Field(
+        default="4GB", description="the columnar copy's memory limit (DuckDB's memory_limit)"
+    )
+
     def partition_range(self) -> range | None:
         """The partitions of `projector_partitions`, or None for all."""
         if not self.projector_partitions:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ import pytest
 
 from northstar.log.v1 import log_pb2
 from northstar.metrics.v1 import metrics_pb2_grpc
+from northstar_metrics.adapters.columnar import ColumnarEvents
 from northstar_metrics.bootstrap import build_host
 from northstar_metrics.settings import MetricsSettings
 from northstar_runtime.codec import encode_batch
@@ -69,6 +71,13 @@ class MetricsUnderTest:
     stub: metrics_pb2_grpc.MetricsServiceStub
     settings: MetricsSettings
 
+    @property
+    def copy(self) -> ColumnarEvents | None:
+        """The service's columnar copy of the events, if it keeps one."""
+        assert self.host.parts is not None
+        copies = [w for w in self.host.parts.workers if isinstance(w, ColumnarEvents)]
+        return copies[0] if copies else None
+
     async def append(self, tenant: str, events: Sequence[Ev], *, per_message: int = 7) -> int:
         """Append events in arrival order, a few per message; returns the last position."""
         messages = []
@@ -104,10 +113,30 @@ async def metrics(
     nats_url: str, database_url: str, namespace: str
 ) -> AsyncIterator[MetricsUnderTest]:
     """A metrics service started for the test."""
-    settings = metrics_settings(nats_url, database_url, namespace)
+    async with running_metrics(metrics_settings(nats_url, database_url, namespace)) as m:
+        yield m
+
+
+@pytest.fixture(params=["columnar", "postgresql"])
+async def ad_hoc_metrics(
+    request: pytest.FixtureRequest, nats_url: str, database_url: str, namespace: str
+) -> AsyncIterator[MetricsUnderTest]:
+    """The service answering Funnel and Trend from its columnar copy, and without one."""
+    settings = metrics_settings(nats_url, database_url, namespace).model_copy(
+        update={"columnar_copy": request.param == "columnar"}
+    )
+    async with running_metrics(settings) as m:
+        yield m
+
+
+@contextlib.asynccontextmanager
+async def running_metrics(settings: MetricsSettings) -> AsyncIterator[MetricsUnderTest]:
+    """A metrics service with these settings, its feeder and its stub, stopped after."""
     host = build_host(settings, configure_process=False)
     port = await host.start()
-    log = await LogClient.connect(nats_url, Topology(namespace), name="test-feeder")
+    log = await LogClient.connect(
+        settings.nats_url, Topology(settings.northstar_namespace), name="test-feeder"
+    )
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     try:
         yield MetricsUnderTest(host, log, metrics_pb2_grpc.MetricsServiceStub(channel), settings)

@@ -47,6 +47,17 @@ KINDS = {
 }
 
 
+@pytest.fixture
+def metrics(ad_hoc_metrics: MetricsUnderTest) -> MetricsUnderTest:
+    """Every test here runs against the columnar copy and against PostgreSQL."""
+    return ad_hoc_metrics
+
+
+def answered_by_copy(m: MetricsUnderTest) -> int:
+    """How many trends the service's columnar copy answered (0 without a copy)."""
+    return m.copy.answers[("trend", "columnar")] if m.copy is not None else 0
+
+
 def at(day: int, seconds: int = 0) -> int:
     """Microseconds of START + day days + seconds."""
     return int((START + timedelta(days=day, seconds=seconds)).timestamp()) * US
@@ -270,6 +281,8 @@ async def test_generated_event_sets_match_the_reference(metrics: MetricsUnderTes
     await asyncio.to_thread(run)
     assert len(seen) >= 20  # the examples really ran, each through the service
     assert any(series > 25 for series in seen)  # some reached `$other`
+    if metrics.copy is not None:  # the counts and unique users came from the copy
+        assert answered_by_copy(metrics) >= 5
 
 
 async def test_breakdown_other_none_late_events_and_duplicates(metrics: MetricsUnderTest) -> None:

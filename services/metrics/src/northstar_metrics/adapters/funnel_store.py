@@ -17,10 +17,13 @@ cannot change its answer:
 from __future__ import annotations
 
 from itertools import repeat
+from typing import Any
 
 import asyncpg
 import orjson
 
+from northstar_metrics.adapters import columnar
+from northstar_metrics.adapters.columnar import ColumnarEvents
 from northstar_metrics.adapters.sql_filters import Params, filter_sql
 from northstar_metrics.domain.events import EventRow
 from northstar_metrics.domain.filters import EventMatcher
@@ -91,16 +94,25 @@ def _properties(text: str | None) -> dict[str, object]:
 class FunnelStore:
     """A tenant's events that can take part in a funnel, per query."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, copy: ColumnarEvents | None = None) -> None:
         self._pool = pool
+        self._copy = copy
 
     async def user_events(
-        self, tenant: str, query: FunnelQuery
+        self, tenant: str, query: FunnelQuery, *, position: int = 0
     ) -> list[tuple[str, list[FunnelEvent]]]:
         """Each entering user's events matching a step or exclusion, ordered, masks computed.
 
         Exactly what domain/funnel.conversions derives from the rows, for user_conversions.
+        From the columnar copy when it covers `position` and spells what the query reads.
         """
+        if self._copy is not None:
+            found = None
+            if len(query.exclusions) <= MAX_SQL_EXCLUSIONS and await self._copy.covering(position):
+                found = await _copy_user_events(self._copy, tenant, query)
+            self._copy.answered("funnel", columnar=found is not None)
+            if found is not None:
+                return found
         if len(query.exclusions) > MAX_SQL_EXCLUSIONS:
             return await self._from_rows(tenant, query)
         text, args = _user_events_sql(tenant, query)
@@ -139,3 +151,80 @@ class FunnelStore:
             for r in rows
         )
         return matched_events(events, query)
+
+
+def _copy_mask(matchers: list[EventMatcher], sql: Params) -> str | None:
+    """_mask over the columnar copy; None when a filter value is not spelled there."""
+    if not matchers:
+        return "0::BIGINT"
+    terms = []
+    for bit, m in enumerate(matchers):
+        conditions = columnar.filters_sql(m.filters, sql)
+        if conditions is None:
+            return None
+        condition = " AND ".join([f"event = {sql.bind(m.event)}", *conditions])
+        terms.append(f"CASE WHEN {condition} THEN {1 << bit}::BIGINT ELSE 0::BIGINT END")
+    return " | ".join(terms)
+
+
+def _copy_user_events_sql(tenant: str, query: FunnelQuery) -> tuple[str, list[object]] | None:
+    """_user_events_sql over the columnar copy (DuckDB compares strings byte-wise)."""
+    sql = Params()
+    t, names = sql.bind(tenant), sql.bind(query.event_names)
+    since, until = sql.bind(query.since_us), sql.bind(query.until_us)
+    first, entry_until = sql.bind(query.steps[0].event), sql.bind(query.entry_until_us)
+    steps = _copy_mask(list(query.steps), sql)
+    exclusions = _copy_mask([x.matcher for x in query.exclusions], sql)
+    if steps is None or exclusions is None:
+        return None
+    order = "ORDER BY ts_us, event_id"
+    value = "NULL::VARCHAR"
+    if query.breakdown_property:
+        value = f"CASE WHEN event = {first} THEN m[{sql.bind(query.breakdown_property)}] END"
+    text = (
+        f"SELECT user_id, list(ts_us {order}), list(s {order}), list(x {order}),"  # noqa: S608 - fixed fragments, values bound
+        f" list(v {order}) FROM ("
+        f"SELECT user_id, event_id, ts_us, {steps} AS s, {exclusions} AS x, {value} AS v"
+        f" FROM events WHERE tenant = {t} AND list_contains({names}::VARCHAR[], event)"
+        f" AND ts_us >= {since} AND ts_us < {until} AND user_id <> ''"
+        f" AND user_id IN (SELECT user_id FROM events WHERE tenant = {t} AND event = {first}"
+        f" AND ts_us >= {since} AND ts_us < {entry_until} AND user_id <> '')"
+        ") e WHERE s <> 0 OR x <> 0 GROUP BY user_id"
+    )
+    return text, sql.args
+
+
+def _decoded(text: str) -> Any:
+    """A spelled value (adapters/columnar.py) as the JSON decoder would have read it."""
+    kind, rest = text[0], text[1:]
+    if kind == "s":
+        return rest
+    if kind == "b":
+        return rest == "true"
+    if kind == "n":
+        return int(rest) if rest.lstrip("-").isdigit() else float(rest)
+    return None  # z: null
+
+
+def _copy_properties(name: str, value: str | None) -> dict[str, Any]:
+    return _EMPTY if value is None else {name: _decoded(value)}
+
+
+async def _copy_user_events(
+    copy: ColumnarEvents, tenant: str, query: FunnelQuery
+) -> list[tuple[str, list[FunnelEvent]]] | None:
+    """FunnelStore.user_events from the copy, or None when the copy cannot answer."""
+    statement = _copy_user_events_sql(tenant, query)
+    if statement is None:
+        return None
+    rows = await copy.fetch(*statement)
+    name = query.breakdown_property
+    if not name:
+        return [(r[0], list(map(FunnelEvent, r[1], r[2], r[3], repeat(_EMPTY)))) for r in rows]
+    # A list or an object (`c`) is not spelled: the PostgreSQL path answers.
+    if any("c" in r[4] for r in rows):
+        return None
+    return [
+        (r[0], list(map(FunnelEvent, r[1], r[2], r[3], (_copy_properties(name, v) for v in r[4]))))
+        for r in rows
+    ]

@@ -21,7 +21,7 @@ _COMPARE = {
 
 
 class Params:
-    """A statement's positional arguments, bound as $n: values never enter the text."""
+    """A statement's positional arguments, bound as $n (PostgreSQL and DuckDB alike)."""
 
     def __init__(self) -> None:
         self.args: list[object] = []

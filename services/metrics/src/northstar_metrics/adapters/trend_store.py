@@ -9,12 +9,15 @@ only when values beyond the top ones fold into `$other`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from fractions import Fraction
+from typing import Any
 
 import asyncpg
 
+from northstar_metrics.adapters import columnar
+from northstar_metrics.adapters.columnar import ColumnarEvents
 from northstar_metrics.adapters.event_store import EventStore
 from northstar_metrics.adapters.sql_filters import Params, filter_sql
 from northstar_metrics.domain.filters import PropertyFilter
@@ -41,6 +44,8 @@ from northstar_runtime.db import Connection
 
 WORK_MEM = "128MB"
 
+# A row of the aggregates: an asyncpg record, or a dict of the columnar copy's columns.
+_Row = asyncpg.Record | Mapping[str, Any]
 _Cells = tuple[dict[tuple[SeriesId, int], Aggregate], dict[SeriesId, Aggregate]]
 
 # The breakdown key as domain/trend.breakdown_key spells it: strings as is, numbers in plain
@@ -82,7 +87,7 @@ def _bucket(query: TrendQuery, since: str, sql: Params) -> str:
     return f"({sql.bind(day_index)}::int[])[((ts_us - {since}) / {US_PER_DAY})::int + 1]"
 
 
-def _aggregate(row: asyncpg.Record) -> Aggregate:
+def _aggregate(row: _Row) -> Aggregate:
     return Aggregate(
         events=int(row["events"]),
         users=int(row["users"]),
@@ -157,14 +162,34 @@ def _grouped(inner: str, *, by_bucket: bool, distinct_users: bool, numbers: bool
 class TrendStore:
     """Trends aggregated in PostgreSQL from the `events` table, per tenant."""
 
-    def __init__(self, pool: asyncpg.Pool, events: EventStore) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, events: EventStore, copy: ColumnarEvents | None = None
+    ) -> None:
         self._pool = pool
         self._events = events
+        self._copy = copy
 
     async def trend(
-        self, tenant: str, query: TrendQuery, filters: Sequence[PropertyFilter]
+        self,
+        tenant: str,
+        query: TrendQuery,
+        filters: Sequence[PropertyFilter],
+        *,
+        position: int = 0,
     ) -> Trend:
-        """The trend of domain/trend.py, computed where the events are."""
+        """The trend of domain/trend.py, computed where the events are.
+
+        Counts and unique users come from the columnar copy when it covers `position`
+        and spells everything the query reads; the numeric measures (exact decimal sums
+        and extremes) and every other case from PostgreSQL.
+        """
+        if self._copy is not None:
+            answer = None
+            if not query.measure.numeric and await self._copy.covering(position):
+                answer = await ColumnarTrend(self._copy).trend(tenant, query, filters)
+            self._copy.answered("trend", columnar=answer is not None)
+            if answer is not None:
+                return answer
         async with (
             self._pool.acquire() as conn,
             conn.transaction(
@@ -242,26 +267,8 @@ class TrendStore:
             " 0 AS users, sum(numbers)::bigint AS numbers, sum(total) AS total,"
             " min(minimum) AS minimum, max(maximum) AS maximum FROM c GROUP BY s_kind, s_value"
         )
-        limit = sql.bind(BREAKDOWN_LIMIT)
-        text = (
-            f"WITH c AS MATERIALIZED ({cells}), t AS ({ranked})"  # noqa: S608 - fixed fragments, values bound
-            " SELECT * FROM t UNION ALL SELECT * FROM c WHERE b IS NOT NULL"
-            f" AND (SELECT count(*) FROM t WHERE s_value IS NOT NULL) <= {limit}"
-        )
-        rows = await conn.fetch(text, *sql.args)
-        if any(r["s_kind"] for r in rows):
-            return None
-        by_key = _collect(
-            rows,
-            lambda r: (
-                NONE_SERIES if r["s_value"] is None else SeriesId(SeriesKind.VALUE, r["s_value"])
-            ),
-            sum_buckets=False,
-        )
-        _, totals = by_key
-        key_totals = {s.value: a for s, a in totals.items() if s.kind is SeriesKind.VALUE}
-        series = plan_series(key_totals, NONE_SERIES in totals, query.measure)
-        return series, by_key
+        rows = await conn.fetch(_ranked_text(cells, ranked, sql.bind(BREAKDOWN_LIMIT)), *sql.args)
+        return _planned(query, rows)
 
     async def _cells(
         self,
@@ -298,7 +305,32 @@ class TrendStore:
         return _collect(rows, lambda r: _series_of(query, r), sum_buckets=not distinct)
 
 
-def _series_of(query: TrendQuery, r: asyncpg.Record) -> SeriesId:
+def _ranked_text(cells: str, ranked: str, limit: str) -> str:
+    """Phase 1's statement: each value's range aggregate, and every value's cells only
+    when no value folds into $other (with more, the cells would be thrown away)."""
+    return (
+        f"WITH c AS MATERIALIZED ({cells}), t AS ({ranked})"  # noqa: S608 - fixed fragments, values bound
+        " SELECT * FROM t UNION ALL SELECT * FROM c WHERE b IS NOT NULL"
+        f" AND (SELECT count(*) FROM t WHERE s_value IS NOT NULL) <= {limit}"
+    )
+
+
+def _planned(query: TrendQuery, rows: Sequence[_Row]) -> tuple[list[SeriesId], _Cells] | None:
+    """The series phase 1's rows rank, with their cells; None if a value is a list or
+    an object (s_kind true), which the SQL does not spell."""
+    if any(r["s_kind"] for r in rows):
+        return None
+    by_key = _collect(
+        rows,
+        lambda r: NONE_SERIES if r["s_value"] is None else SeriesId(SeriesKind.VALUE, r["s_value"]),
+        sum_buckets=False,
+    )
+    _, totals = by_key
+    key_totals = {s.value: a for s, a in totals.items() if s.kind is SeriesKind.VALUE}
+    return plan_series(key_totals, NONE_SERIES in totals, query.measure), by_key
+
+
+def _series_of(query: TrendQuery, r: _Row) -> SeriesId:
     """Phase 2's series of a row: 0 a top value (or ALL), 1 $other, 2 $none."""
     if query.breakdown is None:
         return ALL
@@ -308,8 +340,8 @@ def _series_of(query: TrendQuery, r: asyncpg.Record) -> SeriesId:
 
 
 def _collect(
-    rows: Sequence[asyncpg.Record],
-    series_of: Callable[[asyncpg.Record], SeriesId],
+    rows: Sequence[_Row],
+    series_of: Callable[[_Row], SeriesId],
     *,
     sum_buckets: bool,
 ) -> _Cells:
@@ -327,3 +359,141 @@ def _collect(
         for (s, _), a in cells.items():
             totals[s] = _combined(totals[s], a) if s in totals else a
     return cells, totals
+
+
+# The columnar copy's rows, named as the PostgreSQL statements name theirs.
+_COPY_COLUMNS = ("s_kind", "s_value", "b", "events", "users")
+_NO_NUMBER_COLUMNS = {"numbers": 0, "total": None, "minimum": None, "maximum": None}
+
+
+def _records(rows: Sequence[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    return [dict(zip(_COPY_COLUMNS, r, strict=True), **_NO_NUMBER_COLUMNS) for r in rows]
+
+
+def _copy_grouped(inner: str, *, distinct_users: bool) -> str:
+    """Counts (and distinct users) per series and bucket, and per series (b NULL)."""
+    series = "s_kind, s_value"
+    if not distinct_users:
+        return (
+            f"SELECT {series}, b, count(*) AS events, 0 AS users"  # noqa: S608 - fixed fragments, values bound
+            f" FROM ({inner}) m GROUP BY {series}, b"
+        )
+    return (
+        f"SELECT {series}, b, count(*) AS events,"  # noqa: S608 - fixed fragments, values bound
+        " count(DISTINCT u) FILTER (WHERE u <> '') AS users"
+        f" FROM ({inner}) m GROUP BY GROUPING SETS (({series}, b), ({series}))"
+    )
+
+
+class ColumnarTrend:
+    """Counts and unique users over the columnar copy, with trend_store's two phases."""
+
+    def __init__(self, copy: ColumnarEvents) -> None:
+        self._copy = copy
+
+    def _scan(
+        self, tenant: str, query: TrendQuery, filters: Sequence[PropertyFilter], sql: Params
+    ) -> tuple[str, str] | None:
+        """The matching events' bucket and `v` (the breakdown's spelled value) as a
+        subquery, or None when a filter value is not spelled."""
+        since_us, until_us = range_us(query.first, query.last)
+        since = sql.bind(since_us)
+        clauses = [
+            f"tenant = {sql.bind(tenant)}",
+            f"ts_us >= {since}",
+            f"ts_us < {sql.bind(until_us)}",
+        ]
+        if query.event:
+            clauses.append(f"event = {sql.bind(query.event)}")
+        conditions = columnar.filters_sql(filters, sql)
+        if conditions is None:
+            return None
+        clauses.extend(conditions)
+        if query.interval is Interval.HOUR:
+            bucket = f"((ts_us - {since}) // {US_PER_HOUR})::INTEGER"
+        else:
+            _, day_index = buckets(query.first, query.last, query.interval)
+            day = f"((ts_us - {since}) // {US_PER_DAY})::INTEGER"
+            bucket = f"({sql.bind(day_index)}::INTEGER[])[{day} + 1]"
+        value = f"m[{sql.bind(query.breakdown)}]" if query.breakdown else "NULL::VARCHAR"
+        scan = (
+            f"SELECT {bucket} AS b, user_id AS u, {value} AS v"  # noqa: S608 - fixed fragments, values bound
+            f" FROM events WHERE {' AND '.join(clauses)}"
+        )
+        return scan, since
+
+    async def trend(
+        self, tenant: str, query: TrendQuery, filters: Sequence[PropertyFilter]
+    ) -> Trend | None:
+        """The trend, or None when the copy cannot answer it exactly (PostgreSQL will)."""
+        if query.breakdown is None:
+            series = [ALL]
+        else:
+            planned = await self._plan(tenant, query, filters)
+            if planned is None:
+                return None
+            series, by_key = planned
+            if OTHER_SERIES not in series:
+                cells, totals = by_key
+                return assemble(query, series, cells, totals)
+        found = await self._cells(tenant, query, filters, series)
+        if found is None:
+            return None
+        cells, totals = found
+        return assemble(query, series, cells, totals)
+
+    async def _plan(
+        self, tenant: str, query: TrendQuery, filters: Sequence[PropertyFilter]
+    ) -> tuple[list[SeriesId], _Cells] | None:
+        sql = Params()
+        scanned = self._scan(tenant, query, filters, sql)
+        if scanned is None:
+            return None
+        scan, _ = scanned
+        # A list or an object is not spelled (`c`): the PostgreSQL path answers.
+        inner = (
+            "SELECT coalesce(v = 'c', false) AS s_kind,"  # noqa: S608 - fixed fragments, values bound
+            f" CASE WHEN v = 'z' THEN NULL ELSE substr(v, 2) END AS s_value, b, u FROM ({scan}) e"
+        )
+        distinct = query.measure is Measure.UNIQUE_USERS
+        cells = _copy_grouped(inner, distinct_users=distinct)
+        ranked = (
+            "SELECT * FROM c WHERE b IS NULL"
+            if distinct
+            else "SELECT s_kind, s_value, NULL::INTEGER AS b, sum(events)::BIGINT AS events,"
+            " 0 AS users FROM c GROUP BY s_kind, s_value"
+        )
+        text = _ranked_text(cells, ranked, sql.bind(BREAKDOWN_LIMIT))
+        return _planned(query, _records(await self._copy.fetch(text, sql.args)))
+
+    async def _cells(
+        self,
+        tenant: str,
+        query: TrendQuery,
+        filters: Sequence[PropertyFilter],
+        series: list[SeriesId],
+    ) -> _Cells | None:
+        sql = Params()
+        scanned = self._scan(tenant, query, filters, sql)
+        if scanned is None:
+            return None
+        scan, _ = scanned
+        if query.breakdown is None:
+            kind, value = "0", "''"
+        else:
+            top = sql.bind([s.value for s in series if s.kind is SeriesKind.VALUE])
+            # 0: a top value (or ALL), 1: $other, 2: $none.
+            kind = (
+                f"CASE WHEN k IS NULL THEN 2 WHEN list_contains({top}::VARCHAR[], k) THEN 0"
+                " ELSE 1 END"
+            )
+            value = f"CASE WHEN list_contains({top}::VARCHAR[], k) THEN k ELSE '' END"
+        inner = (
+            f"SELECT {kind} AS s_kind, {value} AS s_value, b, u FROM ("  # noqa: S608 - fixed fragments, values bound
+            "SELECT CASE WHEN v = 'z' THEN NULL ELSE substr(v, 2) END AS k, b, u"
+            f" FROM ({scan}) e) k"
+        )
+        distinct = query.measure is Measure.UNIQUE_USERS
+        text = _copy_grouped(inner, distinct_users=distinct)
+        rows = _records(await self._copy.fetch(text, sql.args))
+        return _collect(rows, lambda r: _series_of(query, r), sum_buckets=not distinct)

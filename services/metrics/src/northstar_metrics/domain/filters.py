@@ -180,7 +180,8 @@ def compile_filters(filters: Sequence[PropertyFilter]) -> Predicate | None:
     return lambda p: all(c(p) for c in compiled)
 
 
-def _plain_number(value: int | float) -> str:
+def plain_number(value: int | float) -> str:
+    """A number in plain decimal form, as PostgreSQL's trim_scale(numeric) spells it."""
     if isinstance(value, int) or value == 0:
         return str(int(value))
     return format(Decimal(repr(value)).normalize(), "f")
@@ -188,7 +189,7 @@ def _plain_number(value: int | float) -> str:
 
 def _compact(value: object) -> str:
     if _is_number(value):
-        return _plain_number(value)  # type: ignore[arg-type]
+        return plain_number(value)  # type: ignore[arg-type]
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from northstar_metrics.adapters.columnar import ColumnarEvents
 from northstar_metrics.adapters.event_store import EventStore
 from northstar_metrics.adapters.queries import ReadModel
 from northstar_runtime.log import LogClient
@@ -21,3 +22,5 @@ class MetricsDeps:
     pool: asyncpg.Pool
     log: LogClient
     topology: Topology
+    # The columnar copy of `events` for Funnel and Trend; None: PostgreSQL answers them.
+    columnar: ColumnarEvents | None = None

@@ -159,7 +159,8 @@ class FunnelRpcs:
         tenant = current_principal().tenant
         # Read the position first: the answer then covers at least everything up to it.
         position = await self.deps.events.position()
-        users = await FunnelStore(self.deps.pool).user_events(tenant, query)
+        store = FunnelStore(self.deps.pool, self.deps.columnar)
+        users = await store.user_events(tenant, query, position=position)
         # Pure CPU work: off the event loop, so health checks and other RPCs keep flowing.
         answer = await asyncio.to_thread(funnel_of_users, users, query)
         response = funnel_pb2.FunnelResponse(

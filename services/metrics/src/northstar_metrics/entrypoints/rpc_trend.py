@@ -104,7 +104,8 @@ class TrendRpcs:
         # Read the position first: the events read next include at least everything
         # up to it, so a client waiting for its own writes can trust log_position.
         position = await self.deps.events.position()
-        result = await TrendStore(self.deps.pool, self.deps.events).trend(tenant, query, filters)
+        store = TrendStore(self.deps.pool, self.deps.events, self.deps.columnar)
+        result = await store.trend(tenant, query, filters, position=position)
         response = trend_pb2.TrendResponse(
             interval=_INTERVAL_PROTO[query.interval],
             measure=_MEASURE_PROTO[query.measure],
