@@ -54,7 +54,11 @@ def build_host(settings: MetricsSettings, *, configure_process: bool = True) -> 
     async def build(resources: Resources) -> ServiceParts:
         assert resources.pool is not None
         copy = (
-            ColumnarEvents(resources.pool, memory_limit=settings.columnar_memory_limit)
+            ColumnarEvents(
+                resources.pool,
+                memory_limit=settings.columnar_memory_limit,
+                compact_min_rows=settings.columnar_compact_min_rows,
+            )
             if settings.columnar_copy
             else None
         )

@@ -24,6 +24,12 @@ class MetricsSettings(ServiceSettings):
         default="4GB", description="the columnar copy's memory limit (DuckDB's memory_limit)"
     )
 
+    columnar_compact_min_rows: int = Field(
+        default=50_000,
+        ge=1,
+        description="rows appended to the columnar copy before it is rewritten sorted",
+    )
+
     def partition_range(self) -> range | None:
         """The partitions of `projector_partitions`, or None for all."""
         if not self.projector_partitions:

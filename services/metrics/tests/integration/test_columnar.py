@@ -34,7 +34,9 @@ START_US = 1_772_409_600_000_000  # 2026-03-02
 async def copy(metrics: MetricsUnderTest) -> AsyncIterator[ColumnarEvents]:
     """A copy of the service's read model, synced by the test, step by step."""
     assert metrics.host.resources.pool is not None
-    c = ColumnarEvents(metrics.host.resources.pool, memory_limit="256MB", threads=1)
+    c = ColumnarEvents(
+        metrics.host.resources.pool, memory_limit="256MB", threads=1, compact_min_rows=1
+    )
     try:
         yield c
     finally:
@@ -103,12 +105,22 @@ async def test_appends_with_every_json_type_and_empty_users(
     assert await copy_rows(copy, tenant) == expected
     assert expected[0][4] == {"page": "shome", "n": "n1", "ok": "btrue"}
     assert expected[1][2] == ""  # an empty user id stays a string, not NULL
+    # Rewritten sorted, every property of these rows is common enough for a column.
+    assert set(copy.columns) == {"page", "n", "ok", "x", "l", "o", "q"}
+    got = await copy.fetch(
+        f"SELECT event_id, {copy.columns['page']} FROM events WHERE tenant = $1 ORDER BY 1",
+        [tenant],
+    )
+    assert got == [("a1", "shome"), ("a2", "s"), ("a3", None), ("a4", None)]
 
-    more = [Ev("b1", "page.view", "u3", "", START_US + 5, '{"page": "late"}')]
+    more = [Ev("b1", "page.view", "u3", "", START_US + 5, '{"page": "late", "new": 1}')]
     position = await metrics.append(tenant, more)
     await applied(metrics, position)
     assert await copy.covering(position)  # a small gap: caught up on demand
     assert await copy_rows(copy, tenant) == await pg_rows(metrics, tenant)
+    assert await copy.fetch(
+        f"SELECT {copy.columns['page']}, m['new'] FROM events WHERE event_id = 'b1'", []
+    ) == [("slate", "n1")]
 
 
 async def test_erasures_remove_the_users_rows_and_keep_a_new_history(
@@ -243,20 +255,23 @@ async def test_spelled_filters_and_breakdown_keys_equal_the_domains(database_url
             ):
                 return  # numeric comparisons take a number (validated at the API)
             f = PropertyFilter("p", operator, values)
-            sql = Params()
-            condition = filter_sql(f, sql)
-            assert condition is not None
-            spelled_map = f"CAST(CAST({sql.bind(row)} AS JSON) AS MAP(VARCHAR, VARCHAR))"
-            key = sql.bind("p")
-            got = db.execute(
-                f"SELECT {condition}, CASE WHEN v = 'z' THEN NULL ELSE substr(v, 2) END, v = 'c'"
-                f" FROM (SELECT m, m[{key}] AS v FROM (SELECT {spelled_map} AS m))",
-                sql.args,
-            ).fetchone()
-            assert got is not None
-            assert got[0] is filter_matches(f, decoded)
-            if got[2] is not True:  # lists and objects are left to PostgreSQL
-                assert got[1] == breakdown_key(decoded, "p")
+            # From the map, and from a promoted column (c0).
+            for columns in ({}, {"p": "c0"}):
+                sql = Params()
+                condition = filter_sql(f, sql, columns)
+                assert condition is not None
+                spelled_map = f"CAST(CAST({sql.bind(row)} AS JSON) AS MAP(VARCHAR, VARCHAR))"
+                key = sql.bind("p")
+                got = db.execute(
+                    f"SELECT {condition}, CASE WHEN v = 'z' THEN NULL ELSE substr(v, 2) END,"
+                    f" v = 'c' FROM (SELECT m, m[{key}] AS v, m[{key}] AS c0"
+                    f" FROM (SELECT {spelled_map} AS m))",
+                    sql.args,
+                ).fetchone()
+                assert got is not None
+                assert got[0] is filter_matches(f, decoded)
+                if got[2] is not True:  # lists and objects are left to PostgreSQL
+                    assert got[1] == breakdown_key(decoded, "p")
 
         loop = asyncio.get_running_loop()
         await asyncio.to_thread(check)

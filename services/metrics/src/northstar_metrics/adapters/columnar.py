@@ -38,7 +38,7 @@ import tempfile
 import time
 import weakref
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,19 +100,41 @@ _ROWS = f"SELECT tenant, event, user_id, ts_us, event_id, position, {SPELLED} FR
 _RANGE_SQL = f"{_ROWS} WHERE position > $1 AND position <= $2"
 _AT_SQL = f"{_ROWS} WHERE position = ANY($1::bigint[])"
 
-_TABLE = """CREATE TABLE IF NOT EXISTS events (
+_TABLE = """CREATE TABLE events (
     tenant VARCHAR NOT NULL, event VARCHAR NOT NULL, user_id VARCHAR NOT NULL,
     ts_us BIGINT NOT NULL, event_id VARCHAR NOT NULL, position BIGINT NOT NULL,
     m MAP(VARCHAR, VARCHAR) NOT NULL)"""
 # PostgreSQL's CSV: "" is an empty string (a user_id may be one), never NULL.
-_APPEND = """INSERT INTO events SELECT tenant, event, user_id, ts_us, event_id, position,
-    CAST(CAST(m AS JSON) AS MAP(VARCHAR, VARCHAR))
+_CSV = """SELECT tenant, event, user_id, ts_us, event_id, position,
+    CAST(CAST(m AS JSON) AS MAP(VARCHAR, VARCHAR)) AS m
   FROM read_csv($1, header = false, quote = '"', escape = '"', allow_quoted_nulls = false,
     columns = {'tenant': 'VARCHAR', 'event': 'VARCHAR', 'user_id': 'VARCHAR',
                'ts_us': 'BIGINT', 'event_id': 'VARCHAR', 'position': 'BIGINT', 'm': 'VARCHAR'})"""
+_BASE_COLUMNS = "tenant, event, user_id, ts_us, event_id, position, m"
+
+# Compaction rewrites the table sorted by (tenant, event, ts_us), so that a query's name
+# and time range skip most row groups by their min/max, and gives the most common
+# properties a column of their own (a map lookup per row costs more than the scan).
+# It runs when the copy is caught up and the rows appended since the last one reach a
+# quarter of the table (at least COMPACT_MIN_ROWS): amortised, a few rewrites per row.
+COMPACT_MIN_ROWS = 50_000
+# A property is promoted when at least this share of the rows has it, up to MAX_COLUMNS.
+PROMOTE_SHARE = 0.001
+MAX_COLUMNS = 64
+
+
+def _literal(text: str) -> str:
+    """A DuckDB string literal (no backslash escapes in DuckDB's strings)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _promoted(columns: Mapping[str, str]) -> str:
+    """The promoted columns computed from the map, for a SELECT list."""
+    return "".join(f", m[{_literal(k)}] AS {c}" for k, c in columns.items())
+
 
 # A load larger than this many positions is done in steps, each its own file.
-LOAD_STEP = 500_000
+LOAD_STEP = 200_000
 # A request waits for the copy to catch up only over this many positions; beyond, the
 # PostgreSQL path answers while the background sync closes the gap.
 MAX_WAIT_POSITIONS = 20_000
@@ -142,13 +164,19 @@ _COMPARE = {
 }
 
 
-def filter_sql(f: PropertyFilter, sql: Params) -> str | None:
-    """domain/filters.py's semantics over the spelled map; None if a value is not spelled.
+def property_sql(name: str, sql: Params, columns: Mapping[str, str]) -> str:
+    """A property's spelled value: its own column once promoted, else the map's entry."""
+    column = columns.get(name)
+    return column if column is not None else f"m[{sql.bind(name)}]"
+
+
+def filter_sql(f: PropertyFilter, sql: Params, columns: Mapping[str, str]) -> str | None:
+    """domain/filters.py's semantics over the spelled values; None if one is not spelled.
 
     Equality is equality of spellings: the type letter keeps 1 and "1" apart, the plain
     decimal form makes 1 and 1.0 one. The condition is never NULL.
     """
-    value = f"m[{sql.bind(f.property)}]"
+    value = property_sql(f.property, sql, columns)
     if f.operator in (Operator.EQUALS, Operator.NOT_EQUALS):
         text = spelled(f.values[0])
         if text is None:
@@ -194,11 +222,13 @@ def _integer_threshold(operator: Operator, bound: float) -> int:
     return max(-_HUGE, min(_HUGE, t))
 
 
-def filters_sql(filters: Sequence[PropertyFilter], sql: Params) -> list[str] | None:
+def filters_sql(
+    filters: Sequence[PropertyFilter], sql: Params, columns: Mapping[str, str]
+) -> list[str] | None:
     """Every filter's condition, or None when one cannot be evaluated here."""
     out = []
     for f in filters:
-        text = filter_sql(f, sql)
+        text = filter_sql(f, sql, columns)
         if text is None:
             return None
         out.append(text)
@@ -214,6 +244,11 @@ class _State:
     erasures_fingerprint: str = ""
     replayed: set[int] = field(default_factory=set)
     replayed_count: int = 0
+    # Promoted properties and their columns: only ever added to (a statement built
+    # against an older mapping stays valid), replaced whole, never changed in place.
+    columns: Mapping[str, str] = field(default_factory=dict)
+    rows: int = 0
+    rows_at_compaction: int = 0
 
 
 class ColumnarEvents:
@@ -228,6 +263,7 @@ class ColumnarEvents:
         memory_limit: str = "4GB",
         threads: int = 2,
         spool_dir: str | None = None,
+        compact_min_rows: int = COMPACT_MIN_ROWS,
     ) -> None:
         self._pool = pool
         # Past the memory limit DuckDB spills to the spool directory instead of failing.
@@ -238,8 +274,10 @@ class ColumnarEvents:
         )
         self._db.execute(_TABLE)
         self._spool = spool_dir
+        self._compact_min_rows = compact_min_rows
         self._state = _State()
         self._loaded = False
+        self._compacting = False
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         # Answers per (query, source): what the tests and the counter see.
@@ -254,6 +292,11 @@ class ColumnarEvents:
     @property
     def loaded(self) -> bool:
         return self._loaded
+
+    @property
+    def columns(self) -> Mapping[str, str]:
+        """The promoted properties' columns, for the statements the stores build."""
+        return self._state.columns
 
     async def run(self) -> None:
         """Load the copy, then follow the read model until stopped."""
@@ -281,7 +324,7 @@ class ColumnarEvents:
             return False
         if self._state.position >= position:
             return True
-        if position - self._state.position > MAX_WAIT_POSITIONS:
+        if position - self._state.position > MAX_WAIT_POSITIONS or self._compacting:
             return False
         await self.sync()
         return self._loaded and self._state.position >= position
@@ -304,6 +347,18 @@ class ColumnarEvents:
 
         return await asyncio.to_thread(run)
 
+    async def fetch_columns(self, text: str, args: Sequence[object]) -> dict[str, Any]:
+        """A query's result as numpy arrays by column name (no Python object per row)."""
+
+        def run() -> dict[str, Any]:
+            cursor = self._db.cursor()
+            try:
+                return dict(cursor.execute(text, list(args)).fetchnumpy())
+            finally:
+                cursor.close()
+
+        return await asyncio.to_thread(run)
+
     async def sync(self) -> bool:
         """One step towards the read model's watermark (module docstring), in one
         snapshot; True while the copy is still more than a step behind."""
@@ -321,7 +376,7 @@ class ColumnarEvents:
                         position=state.position,
                         watermark=watermark,
                     )
-                    await self._run(lambda c: c.execute("DELETE FROM events"))
+                    await self._run(lambda c: c.execute(f"CREATE OR REPLACE {_TABLE[7:]}"))
                     self._state = state = _State()
                     self._loaded = False
                 await self._follow_erasures(conn, state)
@@ -340,10 +395,58 @@ class ColumnarEvents:
                     seconds=round(time.monotonic() - started, 2),
                 )
                 return True
+            if state.rows - state.rows_at_compaction >= max(
+                self._compact_min_rows, state.rows // 4
+            ):
+                await self._compact(state)
             if not self._loaded:
                 self._loaded = True
-                log.info("columnar copy caught up", position=state.position)
+                log.info("columnar copy caught up", position=state.position, events=state.rows)
             return False
+
+    async def _compact(self, state: _State) -> None:
+        """Rewrite the table sorted, with new columns for common properties (see above)."""
+        started = time.monotonic()
+        self._compacting = True
+        try:
+            counts = await self._run(
+                lambda c: c.execute(
+                    "SELECT k, count(*) AS n FROM (SELECT unnest(map_keys(m)) AS k FROM events)"
+                    " GROUP BY k ORDER BY n DESC, k"
+                ).fetchall()
+            )
+            rows = int(
+                await self._run(lambda c: c.execute("SELECT count(*) FROM events").fetchone()[0])
+            )
+            columns = dict(state.columns)
+            for key, n in counts:
+                if len(columns) >= MAX_COLUMNS or n < PROMOTE_SHARE * rows:
+                    break
+                if key not in columns:
+                    columns[key] = f"c{len(columns)}"
+            rewrite = (
+                f"CREATE OR REPLACE TABLE events_compacted AS SELECT {_BASE_COLUMNS}"  # noqa: S608 - keys as escaped literals
+                f"{_promoted(columns)} FROM events ORDER BY tenant, event, ts_us"
+            )
+
+            def swap(c: Any) -> None:
+                c.execute(rewrite)
+                c.execute("BEGIN")
+                c.execute("DROP TABLE events")
+                c.execute("ALTER TABLE events_compacted RENAME TO events")
+                c.execute("COMMIT")
+
+            await self._run(swap)
+            state.columns = columns
+            state.rows = state.rows_at_compaction = rows
+        finally:
+            self._compacting = False
+        log.info(
+            "columnar copy compacted",
+            events=rows,
+            columns=len(columns),
+            seconds=round(time.monotonic() - started, 2),
+        )
 
     async def _run(self, work: Any) -> Any:
         def run() -> Any:
@@ -363,8 +466,14 @@ class ColumnarEvents:
             await conn.copy_from_query(text, *args, output=Path(path), format="csv")
             if not await asyncio.to_thread(os.path.getsize, path):
                 return 0
-            rows = await self._run(lambda c: c.execute(_APPEND, [path]).fetchone())
-            return int(rows[0]) if rows else 0
+            insert = (
+                f"INSERT INTO events BY NAME SELECT {_BASE_COLUMNS}"  # noqa: S608 - keys as escaped literals
+                f"{_promoted(self._state.columns)} FROM ({_CSV})"
+            )
+            rows = await self._run(lambda c: c.execute(insert, [path]).fetchone())
+            added = int(rows[0]) if rows else 0
+            self._state.rows += added
+            return added
         finally:
             os.unlink(path)
 

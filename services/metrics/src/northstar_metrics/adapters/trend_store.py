@@ -405,7 +405,8 @@ class ColumnarTrend:
         ]
         if query.event:
             clauses.append(f"event = {sql.bind(query.event)}")
-        conditions = columnar.filters_sql(filters, sql)
+        columns = self._copy.columns
+        conditions = columnar.filters_sql(filters, sql, columns)
         if conditions is None:
             return None
         clauses.extend(conditions)
@@ -415,7 +416,11 @@ class ColumnarTrend:
             _, day_index = buckets(query.first, query.last, query.interval)
             day = f"((ts_us - {since}) // {US_PER_DAY})::INTEGER"
             bucket = f"({sql.bind(day_index)}::INTEGER[])[{day} + 1]"
-        value = f"m[{sql.bind(query.breakdown)}]" if query.breakdown else "NULL::VARCHAR"
+        value = (
+            columnar.property_sql(query.breakdown, sql, columns)
+            if query.breakdown
+            else "NULL::VARCHAR"
+        )
         scan = (
             f"SELECT {bucket} AS b, user_id AS u, {value} AS v"  # noqa: S608 - fixed fragments, values bound
             f" FROM events WHERE {' AND '.join(clauses)}"
