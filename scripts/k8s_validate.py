@@ -52,6 +52,8 @@ KUBERNETES_VERSION = "1.32.0"
 # The series the services export (scraped and checked by tests/ops/test_metrics_endpoint.py).
 EXPORTED_METRICS = frozenset(
     {
+        "northstar_metrics_columnar_position",
+        "northstar_metrics_ad_hoc_answers_total",
         "northstar_rpc_requests_total",
         "northstar_rpc_duration_seconds_bucket",
         "northstar_rpc_duration_seconds_count",
