@@ -337,27 +337,14 @@ class ColumnarEvents:
 
     async def fetch(self, text: str, args: Sequence[object]) -> list[tuple[Any, ...]]:
         """A query's rows, run in a worker thread (DuckDB releases the GIL)."""
-
-        def run() -> list[tuple[Any, ...]]:
-            cursor = self._db.cursor()
-            try:
-                return cursor.execute(text, list(args)).fetchall()
-            finally:
-                cursor.close()
-
-        return await asyncio.to_thread(run)
+        rows: list[tuple[Any, ...]] = await self._run(
+            lambda c: c.execute(text, list(args)).fetchall()
+        )
+        return rows
 
     async def fetch_columns(self, text: str, args: Sequence[object]) -> dict[str, Any]:
         """A query's result as numpy arrays by column name (no Python object per row)."""
-
-        def run() -> dict[str, Any]:
-            cursor = self._db.cursor()
-            try:
-                return dict(cursor.execute(text, list(args)).fetchnumpy())
-            finally:
-                cursor.close()
-
-        return await asyncio.to_thread(run)
+        return dict(await self._run(lambda c: c.execute(text, list(args)).fetchnumpy()))
 
     async def sync(self) -> bool:
         """One step towards the read model's watermark (module docstring), in one
@@ -449,6 +436,8 @@ class ColumnarEvents:
         )
 
     async def _run(self, work: Any) -> Any:
+        """`work(cursor)` on a cursor of its own, in a worker thread."""
+
         def run() -> Any:
             cursor = self._db.cursor()
             try:

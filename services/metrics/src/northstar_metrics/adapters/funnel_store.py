@@ -49,15 +49,21 @@ WORK_MEM = "64MB"
 _EMPTY: dict[str, object] = {}
 
 
-def _mask(matchers: list[EventMatcher], sql: Params) -> str:
-    """The bits of the matchers an event satisfies, as a bigint expression."""
+def _bits(matchers: list[EventMatcher], filters: list[list[str]], sql: Params) -> str:
+    """The bits of the matchers an event satisfies, as a bigint expression (PostgreSQL
+    and DuckDB alike), given each matcher's filter conditions."""
     if not matchers:
         return "0::bigint"
     terms = []
-    for bit, m in enumerate(matchers):
-        conditions = [f"event = {sql.bind(m.event)}", *(filter_sql(f, sql) for f in m.filters)]
-        terms.append(f"CASE WHEN {' AND '.join(conditions)} THEN {1 << bit}::bigint ELSE 0 END")
+    for bit, (m, conditions) in enumerate(zip(matchers, filters, strict=True)):
+        condition = " AND ".join([f"event = {sql.bind(m.event)}", *conditions])
+        terms.append(f"CASE WHEN {condition} THEN {1 << bit}::bigint ELSE 0 END")
     return " | ".join(terms)
+
+
+def _mask(matchers: list[EventMatcher], sql: Params) -> str:
+    """The bits of the matchers an event satisfies, over `events.properties`."""
+    return _bits(matchers, [[filter_sql(f, sql) for f in m.filters] for m in matchers], sql)
 
 
 def _user_events_sql(tenant: str, query: FunnelQuery) -> tuple[str, list[object]]:
@@ -157,16 +163,10 @@ class FunnelStore:
 
 def _copy_mask(matchers: list[EventMatcher], sql: Params, columns: Mapping[str, str]) -> str | None:
     """_mask over the columnar copy; None when a filter value is not spelled there."""
-    if not matchers:
-        return "0::BIGINT"
-    terms = []
-    for bit, m in enumerate(matchers):
-        conditions = columnar.filters_sql(m.filters, sql, columns)
-        if conditions is None:
-            return None
-        condition = " AND ".join([f"event = {sql.bind(m.event)}", *conditions])
-        terms.append(f"CASE WHEN {condition} THEN {1 << bit}::BIGINT ELSE 0::BIGINT END")
-    return " | ".join(terms)
+    filters = [columnar.filters_sql(m.filters, sql, columns) for m in matchers]
+    if any(f is None for f in filters):
+        return None
+    return _bits(matchers, [f for f in filters if f is not None], sql)
 
 
 def _copy_user_events_sql(

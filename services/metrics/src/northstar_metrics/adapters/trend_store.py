@@ -363,6 +363,8 @@ def _collect(
 
 # The columnar copy's rows, named as the PostgreSQL statements name theirs.
 _COPY_COLUMNS = ("s_kind", "s_value", "b", "events", "users")
+# The breakdown key of a spelled value `v` (columnar.py): NULL ($none) for absent or null.
+_COPY_KEY = "CASE WHEN v = 'z' THEN NULL ELSE substr(v, 2) END"
 _NO_NUMBER_COLUMNS = {"numbers": 0, "total": None, "minimum": None, "maximum": None}
 
 
@@ -393,7 +395,7 @@ class ColumnarTrend:
 
     def _scan(
         self, tenant: str, query: TrendQuery, filters: Sequence[PropertyFilter], sql: Params
-    ) -> tuple[str, str] | None:
+    ) -> str | None:
         """The matching events' bucket and `v` (the breakdown's spelled value) as a
         subquery, or None when a filter value is not spelled."""
         since_us, until_us = range_us(query.first, query.last)
@@ -425,7 +427,7 @@ class ColumnarTrend:
             f"SELECT {bucket} AS b, user_id AS u, {value} AS v"  # noqa: S608 - fixed fragments, values bound
             f" FROM events WHERE {' AND '.join(clauses)}"
         )
-        return scan, since
+        return scan
 
     async def trend(
         self, tenant: str, query: TrendQuery, filters: Sequence[PropertyFilter]
@@ -451,14 +453,13 @@ class ColumnarTrend:
         self, tenant: str, query: TrendQuery, filters: Sequence[PropertyFilter]
     ) -> tuple[list[SeriesId], _Cells] | None:
         sql = Params()
-        scanned = self._scan(tenant, query, filters, sql)
-        if scanned is None:
+        scan = self._scan(tenant, query, filters, sql)
+        if scan is None:
             return None
-        scan, _ = scanned
         # A list or an object is not spelled (`c`): the PostgreSQL path answers.
         inner = (
             "SELECT coalesce(v = 'c', false) AS s_kind,"  # noqa: S608 - fixed fragments, values bound
-            f" CASE WHEN v = 'z' THEN NULL ELSE substr(v, 2) END AS s_value, b, u FROM ({scan}) e"
+            f" {_COPY_KEY} AS s_value, b, u FROM ({scan}) e"
         )
         distinct = query.measure is Measure.UNIQUE_USERS
         cells = _copy_grouped(inner, distinct_users=distinct)
@@ -479,10 +480,9 @@ class ColumnarTrend:
         series: list[SeriesId],
     ) -> _Cells | None:
         sql = Params()
-        scanned = self._scan(tenant, query, filters, sql)
-        if scanned is None:
+        scan = self._scan(tenant, query, filters, sql)
+        if scan is None:
             return None
-        scan, _ = scanned
         if query.breakdown is None:
             kind, value = "0", "''"
         else:
@@ -495,8 +495,7 @@ class ColumnarTrend:
             value = f"CASE WHEN list_contains({top}::VARCHAR[], k) THEN k ELSE '' END"
         inner = (
             f"SELECT {kind} AS s_kind, {value} AS s_value, b, u FROM ("  # noqa: S608 - fixed fragments, values bound
-            "SELECT CASE WHEN v = 'z' THEN NULL ELSE substr(v, 2) END AS k, b, u"
-            f" FROM ({scan}) e) k"
+            f"SELECT {_COPY_KEY} AS k, b, u FROM ({scan}) e) k"
         )
         distinct = query.measure is Measure.UNIQUE_USERS
         text = _copy_grouped(inner, distinct_users=distinct)
