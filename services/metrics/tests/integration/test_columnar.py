@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from northstar_metrics.adapters import columnar
 from northstar_metrics.adapters.columnar import SPELLED, ColumnarEvents, filter_sql
 from northstar_metrics.adapters.projection import ActivityProjection
 from northstar_metrics.adapters.sql_filters import Params
@@ -121,6 +122,33 @@ async def test_appends_with_every_json_type_and_empty_users(
     assert await copy.fetch(
         f"SELECT {copy.columns['page']}, m['new'] FROM events WHERE event_id = 'b1'", []
     ) == [("slate", "n1")]
+
+
+async def test_a_large_load_goes_in_steps_of_rows_not_positions(
+    metrics: MetricsUnderTest, copy: ColumnarEvents, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenant = "t186"
+    monkeypatch.setattr(columnar, "LOAD_ROWS", 3)
+    # One position of 5 events, then five positions of one: a step ends past a position's
+    # rows, never inside them.
+    events = [
+        Ev(f"e{i}", "page.view", f"u{i}", "", START_US + i, '{"page": "home"}') for i in range(10)
+    ]
+    await metrics.append(tenant, events[:5], per_message=5)
+    position = await metrics.append(tenant, events[5:], per_message=1)
+    await applied(metrics, position)
+    expected = await pg_rows(metrics, tenant)
+    held: list[int] = []
+    behind = True
+    while behind:
+        behind = await copy.sync()
+        rows = await copy_rows(copy, tenant)
+        assert rows == expected[: len(rows)]  # whole positions, in log order
+        held.append(len(rows))
+    # Past row 3 of the first message: all its 5; past 3 more single-event positions: 9.
+    assert held == [5, 9, 10]
+    assert copy.position >= position
+    assert await copy_rows(copy, tenant) == await pg_rows(metrics, tenant)
 
 
 async def test_erasures_remove_the_users_rows_and_keep_a_new_history(

@@ -18,6 +18,7 @@ from northstar_metrics.domain.funnel import (
     FunnelResult,
     HistogramSpec,
     funnel,
+    plain_greedy,
 )
 
 from ..reference import Ev, dedup
@@ -220,6 +221,20 @@ def test_breakdown_uses_the_measured_first_event() -> None:
         ("pro", False, 1, 1),
         ("$none", True, 1, 0),
     ]
+
+
+def test_plain_greedy_needs_distinct_step_names_and_no_exclusions() -> None:
+    def query(steps: tuple[str, ...], exclusions: tuple[Exclusion, ...] = ()) -> FunnelQuery:
+        return FunnelQuery(
+            steps=tuple(EventMatcher(s) for s in steps),
+            entry_from=DAY0,
+            entry_to=DAY0,
+            exclusions=exclusions,
+        )
+
+    assert plain_greedy(query(("a", "b", "c")))
+    assert not plain_greedy(query(("a", "b", "a")))  # one event could serve two steps
+    assert not plain_greedy(query(("a", "b"), (Exclusion(EventMatcher("x"), 1, 2),)))
 
 
 def test_histogram_buckets() -> None:

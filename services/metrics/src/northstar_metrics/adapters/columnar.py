@@ -57,8 +57,14 @@ _meter = metrics.get_meter("northstar.metrics")
 _answers = _meter.create_counter(
     "northstar_metrics_ad_hoc_answers",
     unit="1",
-    description="Funnel and Trend answers, by the store that computed them (source)",
+    description=(
+        "Funnel and Trend answers, by what computed them (source): rows of the columnar"
+        " copy, chains computed in the copy, or PostgreSQL"
+    ),
 )
+# Where an answer came from: the copy's rows (the domain computed the answer from them),
+# chains the copy computed itself, or PostgreSQL.
+ROWS, CHAINS, POSTGRESQL = "columnar", "columnar_chains", "postgresql"
 _copies: weakref.WeakSet[ColumnarEvents] = weakref.WeakSet()
 
 
@@ -133,11 +139,18 @@ def _promoted(columns: Mapping[str, str]) -> str:
     return "".join(f", m[{_literal(k)}] AS {c}" for k, c in columns.items())
 
 
-# A load larger than this many positions is done in steps, each its own file.
-LOAD_STEP = 200_000
-# A request waits for the copy to catch up only over this many positions; beyond, the
-# PostgreSQL path answers while the background sync closes the gap.
-MAX_WAIT_POSITIONS = 20_000
+# A load is done in steps of about this many rows, each its own spool file (a log
+# position holds one batch: from one event to thousands).
+LOAD_ROWS = 100_000
+# The last position of a step: the one LOAD_ROWS rows on (by the index on position).
+_STEP_SQL = (
+    "SELECT position FROM events WHERE position > $1 AND position <= $2"
+    " ORDER BY position OFFSET $3 LIMIT 1"
+)
+# A request waits for the copy to catch up only over this many positions (about one
+# step at 50-event batches); beyond, the PostgreSQL path answers while the background
+# sync closes the gap.
+MAX_WAIT_POSITIONS = 2_000
 SYNC_INTERVAL_SECONDS = 1.0
 
 
@@ -329,9 +342,8 @@ class ColumnarEvents:
         await self.sync()
         return self._loaded and self._state.position >= position
 
-    def answered(self, query: str, *, columnar: bool) -> None:
-        """Count an answer of `query` (funnel, trend) by the copy or by PostgreSQL."""
-        source = "columnar" if columnar else "postgresql"
+    def answered(self, query: str, *, source: str) -> None:
+        """Count an answer of `query` (funnel, trend) by `source` (ROWS, CHAINS, POSTGRESQL)."""
         self.answers[(query, source)] += 1
         _answers.add(1, {"query": query, "source": source})
 
@@ -368,7 +380,10 @@ class ColumnarEvents:
                     self._loaded = False
                 await self._follow_erasures(conn, state)
                 await self._follow_replays(conn, state)
-                upto = min(watermark, state.position + LOAD_STEP)
+                upto = watermark
+                if watermark > state.position:
+                    step_end = await conn.fetchval(_STEP_SQL, state.position, watermark, LOAD_ROWS)
+                    upto = int(step_end) if step_end is not None else watermark
                 appended = 0
                 if upto > state.position:
                     appended = await self._append(conn, _RANGE_SQL, [state.position, upto])

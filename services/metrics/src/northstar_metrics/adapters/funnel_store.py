@@ -12,10 +12,17 @@ cannot change its answer:
 - Each user's events come as arrays in (timestamp, event_id) order, event_id compared
   byte-wise (as Python compares code points): one row per user instead of per event.
 - Properties are decoded only for step-1 events, and only when the breakdown reads them.
+
+From the columnar copy, a plain-greedy funnel (domain/funnel.plain_greedy: no
+exclusions, steps naming distinct events) has its chains computed where the events are:
+from every e1, one as-of join per step takes the earliest event of that step at or after
+the previous one, within the window, and each user keeps the chain from the earliest e1
+(by timestamp, then event_id) among the deepest. Only one row per user reaches Python.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Mapping, Sequence
 from itertools import repeat
@@ -29,7 +36,17 @@ from northstar_metrics.adapters.columnar import ColumnarEvents
 from northstar_metrics.adapters.sql_filters import Params, filter_sql
 from northstar_metrics.domain.events import EventRow
 from northstar_metrics.domain.filters import EventMatcher
-from northstar_metrics.domain.funnel import FunnelEvent, FunnelQuery, matched_events
+from northstar_metrics.domain.funnel import (
+    Conversion,
+    FunnelAnswer,
+    FunnelEvent,
+    FunnelQuery,
+    answer,
+    funnel_of_users,
+    matched_events,
+    measured,
+    plain_greedy,
+)
 
 # A mask is a bigint: exclusions beyond this many are rare enough for the rows path.
 MAX_SQL_EXCLUSIONS = 63
@@ -106,6 +123,22 @@ class FunnelStore:
         self._pool = pool
         self._copy = copy
 
+    async def funnel(self, tenant: str, query: FunnelQuery, *, position: int) -> FunnelAnswer:
+        """The funnel of the tenant's events, covering at least `position`.
+
+        Chains computed in the copy when the query is plain greedy, else each user's
+        events from the copy or PostgreSQL and the domain's chain search.
+        """
+        copy = self._copy
+        if copy is not None and plain_greedy(query) and await copy.covering(position):
+            chains = await _copy_chains(copy, tenant, query)
+            if chains is not None:
+                copy.answered("funnel", source=columnar.CHAINS)
+                # Pure CPU work: off the event loop, so other RPCs keep flowing.
+                return await asyncio.to_thread(answer, query, chains)
+        users = await self.user_events(tenant, query, position=position)
+        return await asyncio.to_thread(funnel_of_users, users, query)
+
     async def user_events(
         self, tenant: str, query: FunnelQuery, *, position: int = 0
     ) -> list[tuple[str, list[FunnelEvent]]]:
@@ -118,7 +151,9 @@ class FunnelStore:
             found = None
             if len(query.exclusions) <= MAX_SQL_EXCLUSIONS and await self._copy.covering(position):
                 found = await _copy_user_events(self._copy, tenant, query)
-            self._copy.answered("funnel", columnar=found is not None)
+            self._copy.answered(
+                "funnel", source=columnar.ROWS if found is not None else columnar.POSTGRESQL
+            )
             if found is not None:
                 return found
         if len(query.exclusions) > MAX_SQL_EXCLUSIONS:
@@ -245,4 +280,81 @@ async def _copy_user_events(
             list(map(FunnelEvent, ts[a:b], steps[a:b], exclusions[a:b], properties[a:b])),
         )
         for a, b in itertools.pairwise(starts)
+    ]
+
+
+def _copy_chains_sql(
+    tenant: str, query: FunnelQuery, columns: Mapping[str, str]
+) -> tuple[str, list[object]] | None:
+    """Each entering user's measured chain of a plain-greedy funnel (module docstring):
+    u, depth d, the step times t1 … tn (0 past the depth) and e1's breakdown value v."""
+    sql = Params()
+    t, since = sql.bind(tenant), sql.bind(query.since_us)
+    window = sql.bind(query.window_us)
+    ends = [sql.bind(query.entry_until_us), *[sql.bind(query.until_us)] * (len(query.steps) - 1)]
+    steps = []
+    for m, end in zip(query.steps, ends, strict=True):
+        conditions = columnar.filters_sql(m.filters, sql, columns)
+        if conditions is None:
+            return None
+        steps.append(
+            " AND ".join(
+                [
+                    f"tenant = {t}",
+                    f"event = {sql.bind(m.event)}",
+                    f"ts_us >= {since}",
+                    f"ts_us < {end}",
+                    "user_id <> ''",
+                    *conditions,
+                ]
+            )
+        )
+    value = "NULL::VARCHAR"
+    if query.breakdown_property:
+        value = columnar.property_sql(query.breakdown_property, sql, columns)
+    chains = [
+        f"c1 AS (SELECT user_id, event_id, ts_us AS t1, {value} AS v FROM events WHERE {steps[0]})"  # noqa: S608 - fixed fragments, values bound
+    ]
+    for k in range(2, len(steps) + 1):
+        chains.append(
+            f"s{k} AS (SELECT user_id, ts_us FROM events WHERE {steps[k - 1]}),"  # noqa: S608 - fixed fragments, values bound
+            f" c{k} AS (SELECT c.*, CASE WHEN s.ts_us <= c.t1 + {window} THEN s.ts_us END AS t{k}"
+            f" FROM c{k - 1} c ASOF LEFT JOIN s{k} s"
+            f" ON c.user_id = s.user_id AND s.ts_us >= c.t{k - 1})"
+        )
+    n = len(steps)
+    # A chain stops at its first missing step, and every later one is missing too.
+    depth = " + ".join(["1", *(f"(t{k} IS NOT NULL)::INTEGER" for k in range(2, n + 1))])
+    times = ", ".join(f"coalesce(t{k}, 0) AS t{k}" for k in range(1, n + 1))
+    text = (
+        f"WITH {', '.join(chains)} SELECT user_id AS u, d, {times}, v FROM ("  # noqa: S608 - fixed fragments, values bound
+        f"SELECT *, {depth} AS d FROM c{n}) QUALIFY row_number() OVER"
+        " (PARTITION BY user_id ORDER BY d DESC, t1, event_id) = 1 ORDER BY user_id"
+    )
+    return text, sql.args
+
+
+async def _copy_chains(
+    copy: ColumnarEvents, tenant: str, query: FunnelQuery
+) -> list[Conversion] | None:
+    """Every entering user's measured chain from the copy, or None when it cannot answer."""
+    statement = _copy_chains_sql(tenant, query, copy.columns)
+    if statement is None:
+        return None
+    found = await copy.fetch_columns(*statement)
+    users, depths = found["u"].tolist(), found["d"].tolist()
+    times = [found[f"t{k}"].tolist() for k in range(1, len(query.steps) + 1)]
+    name = query.breakdown_property
+    values = found["v"].tolist() if name else [None] * len(users)
+    # A list or an object (`c`) is not spelled: the other paths answer.
+    if name and "c" in values:
+        return None
+    return [
+        measured(
+            user,
+            [step[i] for step in times[:depth]],
+            _copy_properties(name, values[i]) if name else _EMPTY,
+            query,
+        )
+        for i, (user, depth) in enumerate(zip(users, depths, strict=True))
     ]

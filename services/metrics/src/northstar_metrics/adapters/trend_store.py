@@ -187,7 +187,9 @@ class TrendStore:
             answer = None
             if not query.measure.numeric and await self._copy.covering(position):
                 answer = await ColumnarTrend(self._copy).trend(tenant, query, filters)
-            self._copy.answered("trend", columnar=answer is not None)
+            self._copy.answered(
+                "trend", source=columnar.ROWS if answer is not None else columnar.POSTGRESQL
+            )
             if answer is not None:
                 return answer
         async with (

@@ -494,11 +494,29 @@ def _user_conversion(
                 if depth == n:
                     break
         times = [evs[i].ts for i in search.measured_chain(first, depth)]
-    properties = evs[first].properties
+    return measured(user, times, evs[first].properties, query)
+
+
+def measured(
+    user: str, times: Sequence[int], first: Mapping[str, Any], query: FunnelQuery
+) -> Conversion:
+    """A user's conversion from its measured chain's times and its e1's properties."""
     prop = query.breakdown_property
-    missing = bool(prop) and properties.get(prop) is None
-    value = breakdown_label(properties, prop) if prop else ""
+    missing = bool(prop) and first.get(prop) is None
+    value = breakdown_label(first, prop) if prop else ""
     return Conversion(user, tuple(times), value, missing)
+
+
+def plain_greedy(query: FunnelQuery) -> bool:
+    """Whether plain greedy from every e1 is the whole chain search (`_simple_chain`).
+
+    It is when no exclusion can disqualify a chain and no event can match two steps
+    (the steps name distinct events): then each next event is the earliest matching its
+    step at or after the previous one, and the measured chain starts at the earliest e1,
+    by (timestamp, event_id), among those reaching the deepest step.
+    """
+    names = [s.event for s in query.steps]
+    return not query.exclusions and len(set(names)) == len(names)
 
 
 def matched_events(
@@ -682,6 +700,8 @@ __all__ = [
     "funnel_of_users",
     "histogram_edges",
     "matched_events",
+    "measured",
     "median",
+    "plain_greedy",
     "user_conversions",
 ]

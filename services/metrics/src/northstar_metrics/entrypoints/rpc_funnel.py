@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 from itertools import pairwise
 from typing import Any
@@ -20,7 +19,6 @@ from northstar_metrics.domain.funnel import (
     FunnelQuery,
     FunnelResult,
     HistogramSpec,
-    funnel_of_users,
 )
 from northstar_metrics.entrypoints.deps import MetricsDeps
 from northstar_metrics.entrypoints.validation import date_range, rejected
@@ -160,9 +158,7 @@ class FunnelRpcs:
         # Read the position first: the answer then covers at least everything up to it.
         position = await self.deps.events.position()
         store = FunnelStore(self.deps.pool, self.deps.columnar)
-        users = await store.user_events(tenant, query, position=position)
-        # Pure CPU work: off the event loop, so health checks and other RPCs keep flowing.
-        answer = await asyncio.to_thread(funnel_of_users, users, query)
+        answer = await store.funnel(tenant, query, position=position)
         response = funnel_pb2.FunnelResponse(
             window_seconds=query.window_us // US, log_position=position
         )
