@@ -124,6 +124,7 @@ class Plan:
     clients_per_proc: int = 8
     profile_seconds: float = 10.0
     quiet_wait: float = 10.0  # seconds to wait for an idle machine before each query
+    keep_data: bool = False  # leave the namespace's streams and schemas for inspection
 
 
 # --- The data set ---------------------------------------------------------------------
@@ -1291,7 +1292,10 @@ async def main_async(plan: Plan, work: Path, results: dict[str, Any]) -> dict[st
         finally:
             if metrics is not None:
                 metrics.stop()
-            await forget(nats_url, database_url, namespace)
+            if plan.keep_data:
+                say(f"data kept: namespace {namespace} (schemas {namespace}_*, {RAW_SCHEMA})")
+            else:
+                await forget(nats_url, database_url, namespace)
     results["wall_seconds"] = round(time.monotonic() - started, 1)
     results["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     return results
@@ -1589,10 +1593,22 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, help="timed calls per request")
     parser.add_argument("--client-procs", type=int, default=2)
     parser.add_argument("--keep", action="store_true", help="keep the temporary work dir")
+    parser.add_argument(
+        "--keep-data",
+        action="store_true",
+        help="keep the run's streams and schemas for inspection (then --forget NAMESPACE)",
+    )
+    parser.add_argument("--forget", metavar="NAMESPACE", help="drop a kept run's data")
     parser.add_argument("--render-only", type=Path, help="write the section from a JSON file")
     args = parser.parse_args()
     if args.render_only:
         write_section(json.loads(args.render_only.read_text()))
+        return
+    nats_url, database_url = os.environ.get("NATS_URL"), os.environ.get("DATABASE_URL")
+    if (args.keep_data or args.forget) and not (nats_url and database_url):
+        parser.error("--keep-data and --forget need NATS_URL and DATABASE_URL (servers that stay)")
+    if args.forget and nats_url and database_url:
+        asyncio.run(forget(nats_url, database_url, args.forget))
         return
     users = args.users or (20_000 if args.quick else 200_000)
     mode = "quick" if args.quick else "full"
@@ -1604,6 +1620,7 @@ def main() -> None:
         client_procs=args.client_procs,
         profile_seconds=6.0 if args.quick else 15.0,
         quiet_wait=5.0 if args.quick else 10.0,
+        keep_data=args.keep_data,
     )
     work = Path(tempfile.mkdtemp(prefix="northstar-benchq-"))
     results: dict[str, Any] = {}

@@ -13,6 +13,7 @@ import pytest
 from northstar.log.v1 import log_pb2
 from northstar.metrics.v1 import quality_pb2
 from northstar_harness.eventually import assert_eventually
+from northstar_metrics.adapters import quality_store
 from northstar_metrics.adapters.ingest_requests import IngestRequestsProjection
 from northstar_runtime.codec import encode_batch
 from northstar_runtime.log import OutgoingMessage
@@ -280,6 +281,28 @@ async def test_data_quality_equals_the_reference(
         9,
     )
     assert later.orphan_activity == ref3.orphan_activity == 0
+
+
+async def test_bot_candidates_are_read_from_the_busy_days_index(
+    metrics: MetricsUnderTest,
+) -> None:
+    # The query repeats the partial index's predicate as a literal: were they to differ,
+    # PostgreSQL could not use the index and would read every user's days.
+    pool = metrics.host.resources.pool
+    assert pool is not None
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL enable_seqscan = off")
+        rows = await conn.fetch(
+            f"EXPLAIN {quality_store.BOT_CANDIDATES_SQL}",
+            "t1",
+            date(2026, 3, 1),
+            date(2026, 3, 7),
+            601,
+            0,
+            1,
+        )
+    plan = "\n".join(r[0] for r in rows)
+    assert "user_days_busy" in plan, plan
 
 
 async def test_suspected_bots_across_midnight_and_receive_days(

@@ -10,7 +10,13 @@ import orjson
 
 from northstar_metrics.adapters.event_store import activity_position
 from northstar_metrics.adapters.ingest_requests import PROJECTION_NAME
-from northstar_metrics.domain.quality import MissingFields, RequestTally, missing_fields_of
+from northstar_metrics.domain.quality import (
+    BOT_MIN_EVENTS,
+    BUSY_DAY_MIN_EVENTS,
+    MissingFields,
+    RequestTally,
+    missing_fields_of,
+)
 from northstar_metrics.domain.time import day_start_us
 
 # The position of the projection of ingest's request summaries: a position in the
@@ -57,20 +63,22 @@ ELSE
      WHERE tenant = $1 AND orphan = $4 AND kind = 2 AND y > $3 AND x < $2)
 END
 """
-# Users with at least $5 accepted events received in [$2, $3]: each has at least $4
-# (the ceiling of $5 over the days) on one of the days, which the index finds. Of
-# those, only a user with $5 events on two consecutive activity days (`user_days`,
-# every receive time) can have $5 within 60 seconds; their timestamps are read user by
-# user (events_by_user_time), never by joining the period's events, which a plan on
-# stale statistics would scan once per user.
-_HEAVY_SQL = """
+# Users with at least $4 accepted events received in [$2, $3] within 60 seconds have
+# that many on two consecutive activity days, so BUSY_DAY_MIN_EVENTS on one: the
+# partial index of migration 0013 lists those users, whatever the period received (its
+# predicate is repeated literally, or PostgreSQL cannot use it). Of those, only a user
+# with $4 events received in the period and $4 on two consecutive activity days
+# (`user_days`, every receive time) can be a bot; their timestamps are read user by user
+# (events_by_user_time), never by joining the period's events, which a plan on stale
+# statistics would scan once per user.
+BOT_CANDIDATES_SQL = f"""
 WITH candidates AS (
-  SELECT DISTINCT user_id FROM user_received_days
-  WHERE tenant = $1 AND events >= $4 AND day BETWEEN $2 AND $3
+  SELECT DISTINCT user_id FROM user_days
+  WHERE tenant = $1 AND events >= {int(BUSY_DAY_MIN_EVENTS)}
 ), heavy AS (
   SELECT u.user_id FROM user_received_days u JOIN candidates c ON c.user_id = u.user_id
   WHERE u.tenant = $1 AND u.day BETWEEN $2 AND $3
-  GROUP BY u.user_id HAVING sum(u.events) >= $5
+  GROUP BY u.user_id HAVING sum(u.events) >= $4
 ), dense AS (
   SELECT h.user_id FROM heavy h
   WHERE EXISTS (
@@ -79,15 +87,15 @@ WITH candidates AS (
         END AS two_days
       FROM user_days WHERE tenant = $1 AND user_id = h.user_id
       WINDOW w AS (ORDER BY day)
-    ) d WHERE d.two_days >= $5
+    ) d WHERE d.two_days >= $4
   )
 )
 SELECT h.user_id, (
   SELECT array_agg(e.ts_us) FROM events e
   WHERE e.tenant = $1 AND e.user_id = h.user_id AND e.user_id <> ''
-    AND e.received_at_us >= $6 AND e.received_at_us < $7
+    AND e.received_at_us >= $5 AND e.received_at_us < $6
 ) FROM dense h
-"""
+"""  # noqa: S608 - an integer constant
 # The period's request summaries in one scan: ingest's duplicates summed, and the
 # requests with rejections (only they add to the tally) as [received, sent, rejections].
 _REQUESTS_SQL = """
@@ -110,9 +118,7 @@ class QualityStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def period(
-        self, tenant: str, first: date, last: date, *, bot_min_events: int
-    ) -> PeriodFacts:
+    async def period(self, tenant: str, first: date, last: date) -> PeriodFacts:
         """Everything DataQuality needs about events received on days [first, last]."""
         since, until = day_start_us(first), day_start_us(last + timedelta(days=1))
         period = (tenant, since, until)
@@ -130,16 +136,8 @@ class QualityStore:
             orphans = await conn.fetchval(_USERS_SQL, tenant, first, last, True)
             requests = await conn.fetchrow(_REQUESTS_SQL, *period)
             missing = await conn.fetch(_MISSING_SQL, tenant, first, last)
-            days = (last - first).days + 1
             heavy = await conn.fetch(
-                _HEAVY_SQL,
-                tenant,
-                first,
-                last,
-                -(-bot_min_events // days),
-                bot_min_events,
-                since,
-                until,
+                BOT_CANDIDATES_SQL, tenant, first, last, BOT_MIN_EVENTS, since, until
             )
             newest = await conn.fetchval(
                 "SELECT max(received_at_us) FROM events WHERE tenant = $1", tenant

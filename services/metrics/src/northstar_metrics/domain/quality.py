@@ -60,6 +60,9 @@ from northstar_metrics.domain.events import EventRow, integer_property
 SKEW_LIMIT_US = 3_600 * 1_000_000
 BOT_WINDOW_US = 60 * 1_000_000
 BOT_MIN_EVENTS = 601
+# A window of 60 s lies within two consecutive UTC days: a suspected bot has at least
+# this many events on one activity day (migration 0013 indexes those days).
+BUSY_DAY_MIN_EVENTS = -(-BOT_MIN_EVENTS // 2)
 MAX_LISTED_BOTS = 100
 
 NEEDS_USER = frozenset(

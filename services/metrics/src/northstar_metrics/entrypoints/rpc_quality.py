@@ -36,9 +36,7 @@ class QualityRpcs:
         """Data-quality counts, penalties and score of the events received in a period."""
         first, last = date_range(request.from_date, request.to_date)
         tenant = current_principal().tenant
-        facts = await QualityStore(self.deps.pool).period(
-            tenant, first, last, bot_min_events=quality.BOT_MIN_EVENTS
-        )
+        facts = await QualityStore(self.deps.pool).period(tenant, first, last)
         now_us = time.time_ns() // 1_000
         rejections = quality.tally_rejections(facts.requests)
         incomplete = facts.missing_fields
