@@ -420,3 +420,26 @@ async def test_a_slow_schedule_does_not_hold_back_another(hosts: ReportsHosts) -
     assert not await generated("a-slow")
     release.set()
     await assert_eventually(lambda: generated("a-slow"), timeout=20)
+
+
+async def test_a_schedule_due_while_another_gathers_is_not_held_back(
+    hosts: ReportsHosts,
+) -> None:
+    # The slow schedule's round is still gathering when the other one becomes due: the
+    # next round starts it all the same.
+    host = await hosts.start(reports_generation_timeout_seconds=30.0)
+    release = asyncio.Event()
+    hosts.sections.hold["a-slow"] = release
+    created = await create(host, daily("a-slow"))
+    hosts.clock.set(created + timedelta(days=1, minutes=1))
+    await assert_eventually(lambda: any(c[1] == "a-slow" for c in hosts.sections.calls))
+    later = await create(host, daily("b-fast"))
+    hosts.clock.set(later + timedelta(days=2, minutes=1))
+
+    async def generated(schedule_id: str) -> bool:
+        return any(r.schedule_id == schedule_id for r in await all_reports(host))
+
+    await assert_eventually(lambda: generated("b-fast"), timeout=20)
+    assert not await generated("a-slow")
+    release.set()
+    await assert_eventually(lambda: generated("a-slow"), timeout=20)

@@ -67,20 +67,33 @@ class ReportScheduler:
         self._concurrency = concurrency
         self._defaults = defaults
         self._stopping = asyncio.Event()
+        # Generations in progress, by (tenant, schedule_id), across rounds.
+        self._running: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._slots = asyncio.Semaphore(concurrency)
 
     def stop(self) -> None:
-        """Start nothing more; `run` returns after the generation in progress."""
+        """Start nothing more; `run` returns after the generations in progress."""
         self._stopping.set()
 
     async def run(self) -> None:
-        """Poll until stopped."""
-        while not self._stopping.is_set():
-            await self.poll()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._poll_s)
+        """Poll until stopped, then wait for the generations in progress."""
+        try:
+            while not self._stopping.is_set():
+                await self.poll()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self._poll_s)
+        finally:
+            if self._running:
+                await asyncio.gather(*self._running.values(), return_exceptions=True)
 
     async def poll(self) -> int:
-        """One round; how many reports it recorded."""
+        """One round: starts every active schedule not generating yet; how many it started.
+
+        A schedule still generating from an earlier round (a slow tenant's gathering, up to
+        its deadline) keeps going and is not started twice; the others are not held back
+        by it, whichever round saw them first. At most `concurrency` gather at once.
+        """
+        self._reap()
         try:
             if self._defaults is not None:
                 await self._defaults.install_new()
@@ -89,29 +102,36 @@ class ReportScheduler:
         except _ERRORS as e:
             log.warning("report scheduling round failed", error=repr(e))
             return 0
-        # At most `concurrency` schedules are gathering at once, so one slow tenant delays
-        # only its own reports; a TaskGroup ends them all if one dies.
-        slots = asyncio.Semaphore(self._concurrency)
-        counts: list[int] = []
+        started = 0
+        for active in schedules:
+            key = (active.tenant, active.schedule.schedule_id)
+            if key not in self._running:
+                self._running[key] = asyncio.create_task(self._one(active))
+                started += 1
+        return started
 
-        async def one(active: ActiveSchedule) -> None:
-            async with slots:
-                if self._stopping.is_set():
-                    return
-                try:
-                    counts.append(await self._generate_due(active))
-                except _ERRORS as e:
-                    log.warning(
-                        "report generation failed; retried next round",
-                        tenant=active.tenant,
-                        schedule_id=active.schedule.schedule_id,
-                        error=repr(e),
-                    )
+    def _reap(self) -> None:
+        """Forget the generations that ended; one that died of an unexpected error ends
+        the worker with it (the service host reports it), as before it started."""
+        for key, task in list(self._running.items()):
+            if task.done():
+                del self._running[key]
+                if not task.cancelled() and (error := task.exception()) is not None:
+                    raise error
 
-        async with asyncio.TaskGroup() as group:
-            for active in schedules:
-                group.create_task(one(active))
-        return sum(counts)
+    async def _one(self, active: ActiveSchedule) -> None:
+        async with self._slots:
+            if self._stopping.is_set():
+                return
+            try:
+                await self._generate_due(active)
+            except _ERRORS as e:
+                log.warning(
+                    "report generation failed; retried next round",
+                    tenant=active.tenant,
+                    schedule_id=active.schedule.schedule_id,
+                    error=repr(e),
+                )
 
     async def _generate_due(self, active: ActiveSchedule) -> int:
         s = active.schedule
