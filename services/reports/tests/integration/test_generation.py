@@ -404,6 +404,18 @@ async def test_a_second_append_of_a_report_is_detected(hosts: ReportsHosts) -> N
     assert list((await subject_counts(host, "report")).values()) == [1]
 
 
+async def fast_while_slow_is_held(host: ServiceHost, release: asyncio.Event) -> None:
+    """ "b-fast" is generated while "a-slow" is held, and "a-slow" once released."""
+
+    async def generated(schedule_id: str) -> bool:
+        return any(r.schedule_id == schedule_id for r in await all_reports(host))
+
+    await assert_eventually(lambda: generated("b-fast"), timeout=20)
+    assert not await generated("a-slow")
+    release.set()
+    await assert_eventually(lambda: generated("a-slow"), timeout=20)
+
+
 async def test_a_slow_schedule_does_not_hold_back_another(hosts: ReportsHosts) -> None:
     host = await hosts.start(reports_generation_timeout_seconds=30.0)
     release = asyncio.Event()
@@ -411,15 +423,8 @@ async def test_a_slow_schedule_does_not_hold_back_another(hosts: ReportsHosts) -
     await create(host, daily("a-slow"))
     created = await create(host, daily("b-fast"))
     hosts.clock.set(created + timedelta(days=1, minutes=1))
-
-    async def generated(schedule_id: str) -> bool:
-        return any(r.schedule_id == schedule_id for r in await all_reports(host))
-
     # "a-slow" comes first and is still gathering (held) while "b-fast" is generated.
-    await assert_eventually(lambda: generated("b-fast"), timeout=20)
-    assert not await generated("a-slow")
-    release.set()
-    await assert_eventually(lambda: generated("a-slow"), timeout=20)
+    await fast_while_slow_is_held(host, release)
 
 
 async def test_a_schedule_due_while_another_gathers_is_not_held_back(
@@ -435,11 +440,4 @@ async def test_a_schedule_due_while_another_gathers_is_not_held_back(
     await assert_eventually(lambda: any(c[1] == "a-slow" for c in hosts.sections.calls))
     later = await create(host, daily("b-fast"))
     hosts.clock.set(later + timedelta(days=2, minutes=1))
-
-    async def generated(schedule_id: str) -> bool:
-        return any(r.schedule_id == schedule_id for r in await all_reports(host))
-
-    await assert_eventually(lambda: generated("b-fast"), timeout=20)
-    assert not await generated("a-slow")
-    release.set()
-    await assert_eventually(lambda: generated("a-slow"), timeout=20)
+    await fast_while_slow_is_held(host, release)

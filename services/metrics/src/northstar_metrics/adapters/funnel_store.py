@@ -344,17 +344,15 @@ async def _copy_chains(
     found = await copy.fetch_columns(*statement)
     users, depths = found["u"].tolist(), found["d"].tolist()
     times = [found[f"t{k}"].tolist() for k in range(1, len(query.steps) + 1)]
-    name = query.breakdown_property
-    values = found["v"].tolist() if name else [None] * len(users)
-    # A list or an object (`c`) is not spelled: the other paths answer.
-    if name and "c" in values:
+    # `v` is NULL throughout without a breakdown. A list or an object (`c`) is not
+    # spelled: the other paths answer.
+    values = found["v"].tolist()
+    if "c" in values:
         return None
+    name = query.breakdown_property
     return [
         measured(
-            user,
-            [step[i] for step in times[:depth]],
-            _copy_properties(name, values[i]) if name else _EMPTY,
-            query,
+            user, [step[i] for step in times[:depth]], _copy_properties(name, values[i]), query
         )
         for i, (user, depth) in enumerate(zip(users, depths, strict=True))
     ]

@@ -64,7 +64,6 @@ class ReportScheduler:
         self._clock = clock
         self._poll_s = poll_s
         self._limit = catch_up_limit
-        self._concurrency = concurrency
         self._defaults = defaults
         self._stopping = asyncio.Event()
         # Generations in progress, by (tenant, schedule_id), across rounds.
