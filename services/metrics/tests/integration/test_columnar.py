@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from northstar_harness.eventually import assert_eventually
 from northstar_metrics.adapters import columnar
 from northstar_metrics.adapters.columnar import SPELLED, ColumnarEvents, filter_sql
 from northstar_metrics.adapters.projection import ActivityProjection
@@ -229,6 +230,36 @@ async def test_a_rebuilt_read_model_makes_the_copy_start_again(
     assert copy.position == 0
     assert not await copy.covering(1)
     assert await copy_rows(copy, tenant) == await pg_rows(metrics, tenant) == []
+
+
+async def test_a_reset_meeting_a_copy_step_waits_for_it_instead_of_deadlocking(
+    metrics: MetricsUnderTest,
+) -> None:
+    # A copy step's snapshot reads erased_users, then events (columnar.sync). A reset
+    # that locked events before erased_users would hold what the step is about to read
+    # while waiting for what it holds: PostgreSQL would abort one of them.
+    pool = metrics.host.resources.pool
+    assert pool is not None
+    async with pool.acquire() as step, pool.acquire() as reset:
+        snapshot = step.transaction(isolation="repeatable_read", readonly=True)
+        await snapshot.start()
+        await step.fetchval("SELECT count(*) FROM erased_users")
+        emptying = reset.transaction()
+        await emptying.start()
+        resetting = asyncio.create_task(ActivityProjection().reset(reset))
+        pid = reset.get_server_pid()
+
+        async def reset_waits() -> bool:
+            waits = await step.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE pid = $1 AND NOT granted", pid
+            )
+            return bool(waits)
+
+        await assert_eventually(reset_waits, timeout=5)
+        assert await asyncio.wait_for(step.fetchval("SELECT count(*) FROM events"), 5) >= 0
+        await snapshot.commit()
+        await asyncio.wait_for(resetting, 5)
+        await emptying.rollback()
 
 
 _json_values = st.recursive(

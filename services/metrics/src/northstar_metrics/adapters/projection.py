@@ -304,10 +304,15 @@ class ActivityProjection:
         )
 
     async def reset(self, conn: Connection) -> None:
-        """Empty every table this projection writes."""
+        """Empty every table this projection writes.
+
+        TRUNCATE locks its tables one by one, in the order named. The columnar copy's
+        snapshot reads `erased_users` before `events`, so they are named first and in that
+        order: a reset meeting a copy step waits for it instead of deadlocking with it.
+        """
         await conn.execute(
-            "TRUNCATE events_seen, events, user_days, org_success_days, active_deltas,"
-            " quality_daily, erased_users"
+            "TRUNCATE erased_users, events, events_seen, user_days, org_success_days,"
+            " active_deltas, quality_daily"
         )
         await conn.execute("TRUNCATE " + ", ".join(UserFacts.reset))
         await conn.execute("TRUNCATE " + ", ".join(DailyCounts.reset_tables))
