@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from fractions import Fraction
 
 from .reference import Ev, dedup
 
@@ -66,8 +67,15 @@ def paying(events: list[Ev], instant_us: int) -> dict[str, int]:
     return result
 
 
-def div(a: float, b: float | None) -> float | None:
-    return None if b is None or b == 0 else a / b
+def exact(a: int | Fraction, b: int | Fraction | None) -> Fraction | None:
+    """a / b by hand: an exact fraction, None over nothing."""
+    return None if b is None or b == 0 else Fraction(a) / Fraction(b)
+
+
+def div(a: int | Fraction, b: int | Fraction | None) -> float | None:
+    """a / b as reported: the exact fraction rounded once."""
+    q = exact(a, b)
+    return None if q is None else float(q)
 
 
 def daily(events: list[Ev], first: date, last: date) -> list[tuple[str, int, int, float | None]]:
@@ -197,10 +205,10 @@ def month(events: list[Ev], m: date) -> RefMonth:
     )
 
     mrr_start, mrr_end = sum(start.values()), sum(end.values())
-    churn_rate = div(len(churned_orgs), len(start))
-    arpu_end = div(mrr_end, len(end))
-    ltv = None if arpu_end is None else div(arpu_end, churn_rate)
-    cac = div(spend_total, len(new_orgs))
+    churn_rate = exact(len(churned_orgs), len(start))
+    arpu_end = exact(mrr_end, len(end))
+    ltv = None if arpu_end is None else exact(arpu_end, churn_rate)
+    cac = exact(spend_total, len(new_orgs))
     previous, _ = signups_in(events, month_bounds(lo - timedelta(days=1))[0].replace(day=1))
     this, referral = signups_in(events, m)
     return RefMonth(
@@ -217,11 +225,11 @@ def month(events: list[Ev], m: date) -> RefMonth:
         contraction_orgs=len(contracted),
         churned=sum(start[o] for o in churned_orgs),
         churned_orgs=len(churned_orgs),
-        churn_rate=churn_rate,
-        arpu_end=arpu_end,
-        ltv=ltv,
+        churn_rate=div(len(churned_orgs), len(start)),
+        arpu_end=div(mrr_end, len(end)),
+        ltv=None if ltv is None else float(ltv),
         spend=spend_total,
-        cac=cac,
+        cac=None if cac is None else float(cac),
         ltv_to_cac=None if ltv is None else div(ltv, cac),
         payback_months=None if cac is None else div(cac, arpu_end),
         mrr_growth=div(mrr_end - mrr_start, mrr_start),

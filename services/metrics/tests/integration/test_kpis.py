@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from northstar.metrics.v1 import kpis_pb2
+from northstar.metrics.v1 import kpis_pb2, revenue_pb2
 from northstar_harness.eventually import assert_eventually
 from northstar_metrics.domain.events import EventRow
 from northstar_metrics.domain.kpi_values import kpi_values
@@ -94,6 +94,70 @@ async def test_kpis_without_data_are_missing_not_zero(metrics: MetricsUnderTest)
     assert answer.status == kpis_pb2.ALIGNMENT_STATUS_NO_DATA
     assert len(answer.missing) == 8
     assert all(not k.HasField("value") for k in answer.kpis)
+
+
+def _at_the_boundaries() -> tuple[list[Ev], list[Ev]]:
+    """Two tenants whose numbers sit exactly on a boundary by hand (spec: "a dashboard
+    number that nobody can recompute by hand is a bug")."""
+    # 21 signups in April, one a day: 2 active on day 7, 7 activated, 3 fast. The
+    # attainments 8/21, 5/6 and 5/21 weigh 20, 15 and 10: a score of 50 exactly.
+    score: list[Ev] = []
+    for i in range(21):
+        day = f"2026-04-{i + 1:02d}"
+        score.append(ev(f"s{i}", "user.signup", f"{day}T10:00:00", f"U{i}", plan="free"))
+        if i < 2:
+            seventh = f"2026-04-{i + 8:02d}T10:00:00"
+            score.append(ev(f"v{i}", "page.view", seventh, f"U{i}"))
+        if i < 7:
+            score.append(ev(f"c{i}", "workflow.created", f"{day}T11:00:00", f"U{i}"))
+        if i < 3:
+            run = f"{day}T10:10:00"
+            score.append(ev(f"r{i}", "workflow.run", run, f"U{i}", status="success"))
+    # April: 5 orgs paying 100 at its start, 2 of them cancel, 3 new pay 700 and cost
+    # 625: LTV:CAC = (1000/6) / (2/5) / (625/3) = 2, payback = (625/3) / (1000/6) = 1.25.
+    ltv: list[Ev] = [
+        ev(f"p{o}", "subscription.started", "2026-03-05T00:00:00", org=o, mrr=100) for o in "ABCDE"
+    ]
+    ltv += [
+        ev("xD", "subscription.canceled", "2026-04-10T00:00:00", org="D"),
+        ev("xE", "subscription.canceled", "2026-04-11T00:00:00", org="E"),
+        ev("pF", "subscription.started", "2026-04-12T00:00:00", org="F", mrr=200),
+        ev("pG", "subscription.started", "2026-04-12T00:00:00", org="G", mrr=200),
+        ev("pH", "subscription.started", "2026-04-12T00:00:00", org="H", mrr=300),
+        ev("m1", "marketing.spend", "2026-04-02T00:00:00", channel="paid", amount=625),
+    ]
+    return score, ltv
+
+
+async def test_values_exactly_on_a_boundary_decide_as_by_hand(metrics: MetricsUnderTest) -> None:
+    score_events, ltv_events = _at_the_boundaries()
+    position = max(
+        [await metrics.append("t22", score_events), await metrics.append("t23", ltv_events)]
+    )
+
+    async def kpis(tenant: str) -> kpis_pb2.KpisResponse:
+        answer = await metrics.stub.Kpis(
+            kpis_pb2.KpisRequest(as_of_date="2026-05-01"), metadata=auth(tenant), timeout=10
+        )
+        assert answer.log_position >= position
+        return answer
+
+    scored = await assert_eventually(lambda: kpis("t22"), timeout=30)
+    assert scored.alignment_score == 50.0  # not 49.99999999999999
+    assert scored.status == kpis_pb2.ALIGNMENT_STATUS_AT_RISK
+    ltv = next(k for k in (await kpis("t23")).kpis if k.name == "ltv_to_cac")
+    assert ltv.value == 2.0  # not 1.9999999999999998: critical is "< 2.0"
+    assert ltv.state == kpis_pb2.KPI_STATE_WARNING
+    assert ltv.attainment == 0.5
+    churn = next(k for k in (await kpis("t23")).kpis if k.name == "churn_rate")
+    assert (churn.value, churn.numerator, churn.denominator) == (0.4, 2, 5)
+    revenue = await metrics.stub.Revenue(
+        revenue_pb2.RevenueRequest(from_date="2026-04-01", to_date="2026-04-30"),
+        metadata=auth("t23"),
+        timeout=10,
+    )
+    (april,) = revenue.months
+    assert (april.ltv_to_cac, april.payback_months) == (2.0, 1.25)
 
 
 def _generated(seed: int) -> list[Ev]:

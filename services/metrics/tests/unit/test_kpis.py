@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from fractions import Fraction
 
 import pytest
 
@@ -18,7 +19,9 @@ from northstar_metrics.domain.kpis import (
     last_complete_month,
     scorecard,
     status_of,
+    threshold_state,
 )
+from northstar_metrics.domain.revenue import MonthRatios
 
 
 @pytest.mark.parametrize(
@@ -86,6 +89,56 @@ def test_scorecard_by_hand() -> None:
     gaps = {a.kpi: a.gap for a in card.actions}
     assert gaps["activation_rate"] == pytest.approx(0.30)
     assert gaps["churn_rate"] == pytest.approx(0.03)
+
+
+def test_a_score_of_fifty_by_hand_is_at_risk() -> None:
+    # 21 signups: 2 retained on day 7, 7 activated, 3 fast; signup to value targets 0.6.
+    # Attainments 8/21, 5/6 and 5/21 weigh 20, 15 and 10: 100 x 22.5 / 45 = 50 exactly,
+    # which double arithmetic made 49.99999999999999 (OFF_TRACK).
+    definitions = apply_overrides(
+        DEFAULT_KPIS,
+        [KpiDefinition("signup_to_value_30m", Direction.HIGHER, 0.6, 10)],
+    )
+    values = {
+        "d7_retention": KpiValue("d7_retention", Fraction(2, 21), "w", 2, 21),
+        "activation_rate": KpiValue("activation_rate", Fraction(7, 21), "w", 7, 21),
+        "signup_to_value_30m": KpiValue("signup_to_value_30m", Fraction(3, 21), "w", 3, 21),
+    }
+    card = scorecard(definitions, values)
+    assert card.score == 50
+    assert card.status is Status.AT_RISK
+    attained = {r.definition.name: r.attainment for r in card.kpis if r.attainment is not None}
+    assert attained == {
+        "d7_retention": Fraction(8, 21),
+        "activation_rate": Fraction(5, 6),
+        "signup_to_value_30m": Fraction(5, 21),
+    }
+
+
+def test_a_value_exactly_at_a_threshold_is_not_past_it() -> None:
+    # A month whose LTV:CAC is 2 by hand: 6 orgs paying 1,000 at the end, 2 of the 5 at
+    # the start churned, 625 spent on 3 new orgs: (1000/6) / (2/5) / (625/3) = 2.
+    month = MonthRatios.of(
+        churned_orgs=2,
+        paying_start=5,
+        mrr_start=500,
+        mrr_end=1_000,
+        paying_end=6,
+        spend=625,
+        new_orgs=3,
+        signups=0,
+        previous_signups=0,
+        referral_signups=0,
+    )
+    assert month.ltv_to_cac == 2
+    assert month.payback_months == Fraction(5, 4)
+    ltv_to_cac = next(d for d in DEFAULT_KPIS if d.name == "ltv_to_cac")  # critical < 2.0
+    assert threshold_state(ltv_to_cac, month.ltv_to_cac) is State.WARNING
+    # A configured 0.05 is the decimal 1/20, not the double just above it.
+    churn = next(d for d in DEFAULT_KPIS if d.name == "churn_rate")
+    churn_at_target = KpiDefinition("churn_rate", Direction.LOWER, 0.05, 10, 0.05, 0.10)
+    assert threshold_state(churn_at_target, Fraction(1, 20)) is State.OK
+    assert threshold_state(churn, Fraction(1, 10)) is State.WARNING
 
 
 def test_no_values_means_no_score() -> None:

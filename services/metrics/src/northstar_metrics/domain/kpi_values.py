@@ -8,7 +8,7 @@ from datetime import date, timedelta
 from northstar_metrics.domain.activation import activation_counts, fast_activation_counts
 from northstar_metrics.domain.events import EventRow
 from northstar_metrics.domain.kpis import KpiValue, last_complete_month
-from northstar_metrics.domain.ratios import ratio
+from northstar_metrics.domain.ratios import exact_ratio
 from northstar_metrics.domain.retention import day_retention_over_signups
 from northstar_metrics.domain.revenue import MonthRevenue, month_summary
 from northstar_metrics.domain.signups import signups
@@ -44,7 +44,7 @@ class KpiCounts:
 
 
 def _ratio(name: str, window: str, numerator: int, denominator: int) -> KpiValue:
-    return KpiValue(name, ratio(numerator, denominator), window, numerator, denominator)
+    return KpiValue(name, exact_ratio(numerator, denominator), window, numerator, denominator)
 
 
 def kpi_values_of(windows: KpiWindows, counts: KpiCounts) -> dict[str, KpiValue]:
@@ -53,16 +53,28 @@ def kpi_values_of(windows: KpiWindows, counts: KpiCounts) -> dict[str, KpiValue]
     recent_window = f"signups {recent[0].isoformat()}..{recent[1].isoformat()}"
     older_window = f"signups {older[0].isoformat()}..{older[1].isoformat()}"
     month_window = f"month {windows.month.isoformat()[:7]}"
-    summary = counts.month
+    summary, exact = counts.month, counts.month.exact()
     values = [
         _ratio("d7_retention", recent_window, *counts.d7_retention),
         _ratio("activation_rate", recent_window, *counts.activation),
         _ratio("d30_retention", older_window, *counts.d30_retention),
-        KpiValue("ltv_to_cac", summary.ltv_to_cac, month_window),
+        KpiValue("ltv_to_cac", exact.ltv_to_cac, month_window),
         _ratio("signup_to_value_30m", recent_window, *counts.fast_activation),
-        KpiValue("mrr_growth_mom", summary.mrr_growth, month_window),
-        KpiValue("churn_rate", summary.churn_rate, month_window),
-        KpiValue("viral_coefficient", summary.viral_coefficient, month_window),
+        KpiValue("mrr_growth_mom", exact.mrr_growth, month_window),
+        KpiValue(
+            "churn_rate",
+            exact.churn_rate,
+            month_window,
+            summary.churned_orgs,
+            summary.paying_start,
+        ),
+        KpiValue(
+            "viral_coefficient",
+            exact.viral_coefficient,
+            month_window,
+            summary.referral_signups,
+            summary.previous_signups,
+        ),
     ]
     return {v.name: v for v in values}
 

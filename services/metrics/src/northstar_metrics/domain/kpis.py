@@ -15,6 +15,10 @@ Readings where the spec is silent, chosen as an analyst would expect:
   `>`, strict). A KPI without thresholds is OK whenever it has a value.
 - Priority actions list every KPI with a value, including those on target
   (impact 0), so a report can take the top five.
+- Exact arithmetic: values are exact fractions of their counts and money, and a
+  configured target, weight or threshold is the decimal it is written as (0.05 is
+  1/20). Attainments, the score, states and the status are decided on those exact
+  numbers and rounded to doubles only in the answer: a score of 50 by hand is AT_RISK.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from enum import Enum
+from fractions import Fraction
+
+from northstar_metrics.domain.ratios import decimal
 
 
 class Direction(Enum):
@@ -99,7 +106,7 @@ class KpiValue:
     """A KPI's measured value over its window (absent when the window has no data)."""
 
     name: str
-    value: float | None
+    value: Fraction | None
     window: str
     numerator: int | None = None
     denominator: int | None = None
@@ -111,7 +118,7 @@ class KpiResult:
 
     definition: KpiDefinition
     measured: KpiValue
-    attainment: float | None
+    attainment: Fraction | None
     state: State
 
 
@@ -120,8 +127,8 @@ class PriorityAction:
     """A KPI with its impact on the score, its gap and a recommended action."""
 
     kpi: str
-    impact: float
-    gap: float
+    impact: Fraction
+    gap: Fraction
     recommended_action: str
 
 
@@ -130,7 +137,7 @@ class Scorecard:
     """Every KPI, the alignment score and status, the missing KPIs and the actions."""
 
     kpis: tuple[KpiResult, ...]
-    score: float | None
+    score: Fraction | None
     status: Status
     missing: tuple[str, ...]
     actions: tuple[PriorityAction, ...]
@@ -141,33 +148,36 @@ def last_complete_month(as_of: date) -> date:
     return (as_of.replace(day=1) - timedelta(days=1)).replace(day=1)
 
 
-def attainment(direction: Direction, target: float, actual: float) -> float:
+def attainment(direction: Direction, target: Fraction, actual: Fraction) -> Fraction:
     """How far a value meets its target, in [0, 1]."""
+    one, zero = Fraction(1), Fraction(0)
     if direction is Direction.HIGHER:
         if target <= 0:
-            return 1.0 if actual >= target else 0.0
-        return max(0.0, min(actual / target, 1.0))
+            return one if actual >= target else zero
+        return max(zero, min(actual / target, one))
     if actual <= target:
-        return 1.0
-    return max(0.0, target / actual)
+        return one
+    return max(zero, target / actual)
 
 
-def threshold_state(d: KpiDefinition, actual: float) -> State:
-    """OK, WARNING or CRITICAL against the definition's thresholds."""
+def threshold_state(d: KpiDefinition, actual: Fraction) -> State:
+    """OK, WARNING or CRITICAL against the definition's thresholds (as decimals)."""
+    critical = None if d.critical is None else decimal(d.critical)
+    warning = None if d.warning is None else decimal(d.warning)
     if d.direction is Direction.HIGHER:
-        if d.critical is not None and actual < d.critical:
+        if critical is not None and actual < critical:
             return State.CRITICAL
-        if d.warning is not None and actual < d.warning:
+        if warning is not None and actual < warning:
             return State.WARNING
         return State.OK
-    if d.critical is not None and actual > d.critical:
+    if critical is not None and actual > critical:
         return State.CRITICAL
-    if d.warning is not None and actual > d.warning:
+    if warning is not None and actual > warning:
         return State.WARNING
     return State.OK
 
 
-def status_of(score: float | None) -> Status:
+def status_of(score: Fraction | None) -> Status:
     """ON_TRACK (>= 80), AT_RISK (>= 50), OFF_TRACK (< 50); NO_DATA without a score."""
     if score is None:
         return Status.NO_DATA
@@ -190,14 +200,19 @@ def scorecard(definitions: Sequence[KpiDefinition], values: Mapping[str, KpiValu
             KpiResult(
                 d,
                 measured,
-                attainment(d.direction, d.target, measured.value),
+                attainment(d.direction, decimal(d.target), measured.value),
                 threshold_state(d, measured.value),
             )
         )
     scored = [r for r in results if r.attainment is not None]
-    total_weight = sum(r.definition.weight for r in scored)
+    total_weight = sum((decimal(r.definition.weight) for r in scored), Fraction(0))
     score = (
-        100.0 * sum(r.definition.weight * (r.attainment or 0.0) for r in scored) / total_weight
+        100
+        * sum(
+            (decimal(r.definition.weight) * (r.attainment or 0) for r in scored),
+            Fraction(0),
+        )
+        / total_weight
         if scored and total_weight > 0
         else None
     )
@@ -205,10 +220,10 @@ def scorecard(definitions: Sequence[KpiDefinition], values: Mapping[str, KpiValu
     for r in scored:
         d, value = r.definition, r.measured.value
         assert value is not None and r.attainment is not None
-        gap = d.target - value if d.direction is Direction.HIGHER else value - d.target
-        actions.append(
-            PriorityAction(d.name, d.weight * (1 - r.attainment), gap, RECOMMENDED_ACTIONS[d.name])
-        )
+        target = decimal(d.target)
+        gap = target - value if d.direction is Direction.HIGHER else value - target
+        impact = decimal(d.weight) * (1 - r.attainment)
+        actions.append(PriorityAction(d.name, impact, gap, RECOMMENDED_ACTIONS[d.name]))
     # sorted() is stable: equal impacts keep the table order.
     actions.sort(key=lambda a: -a.impact)
     return Scorecard(

@@ -32,6 +32,8 @@ Readings where the spec leaves a choice (each one what an analyst would expect):
   its UTC day in M; `referral` is that signup's `channel` being exactly the string.
 - Ratios over a zero (or absent) denominator are absent: LTV with no churn, LTV/CAC with
   a CAC of 0, payback with no paying org at the end of the month.
+- Ratios are exact fractions of the month's integers, ratios of ratios included, rounded
+  to a double once (`MonthRatios`): LTV:CAC that is 2 by hand is 2.0, not 1.9999999999999998.
 """
 
 from __future__ import annotations
@@ -40,9 +42,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from fractions import Fraction
 
 from northstar_metrics.domain.events import EventRow
-from northstar_metrics.domain.ratios import ratio
+from northstar_metrics.domain.ratios import as_float, exact_ratio, ratio
 from northstar_metrics.domain.signups import Signup
 from northstar_metrics.domain.time import day_of, day_start_us
 
@@ -362,6 +365,68 @@ class MonthRevenue:
     viral_coefficient: float | None
     channels: tuple[ChannelCac, ...]
 
+    def exact(self) -> MonthRatios:
+        """The month's ratios as exact fractions (the float fields round these once)."""
+        return MonthRatios.of(
+            churned_orgs=self.churned_orgs,
+            paying_start=self.paying_start,
+            mrr_start=self.mrr_start,
+            mrr_end=self.mrr_end,
+            paying_end=self.paying_end,
+            spend=self.spend,
+            new_orgs=self.new_orgs,
+            signups=self.signups,
+            previous_signups=self.previous_signups,
+            referral_signups=self.referral_signups,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MonthRatios:
+    """A month's ratios, exact: each is built from the month's integer counts and money,
+    a ratio of ratios included, so that rounding happens once, at the end."""
+
+    churn_rate: Fraction | None
+    arpu_end: Fraction | None
+    ltv: Fraction | None
+    cac: Fraction | None
+    ltv_to_cac: Fraction | None
+    payback_months: Fraction | None
+    mrr_growth: Fraction | None
+    signup_growth: Fraction | None
+    viral_coefficient: Fraction | None
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        churned_orgs: int,
+        paying_start: int,
+        mrr_start: int,
+        mrr_end: int,
+        paying_end: int,
+        spend: int,
+        new_orgs: int,
+        signups: int,
+        previous_signups: int,
+        referral_signups: int,
+    ) -> MonthRatios:
+        churn_rate = exact_ratio(churned_orgs, paying_start)
+        arpu_end = exact_ratio(mrr_end, paying_end)
+        ltv = None if arpu_end is None else exact_ratio(arpu_end, churn_rate)
+        cac = exact_ratio(spend, new_orgs)
+        return cls(
+            churn_rate=churn_rate,
+            arpu_end=arpu_end,
+            ltv=ltv,
+            cac=cac,
+            ltv_to_cac=None if ltv is None else exact_ratio(ltv, cac),
+            payback_months=None if cac is None else exact_ratio(cac, arpu_end),
+            mrr_growth=exact_ratio(mrr_end - mrr_start, mrr_start),
+            signup_growth=exact_ratio(signups - previous_signups, previous_signups),
+            viral_coefficient=exact_ratio(referral_signups, previous_signups),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Movements:
@@ -470,12 +535,20 @@ def summarize(
         for c in sorted(channel_spend.keys() | channel_new.keys())
     )
     total_spend = sum(s.amount for s in spend)
-    churn_rate = ratio(moves.churned_orgs, ends.paying_start)
-    arpu_end = ratio(ends.mrr_end, ends.paying_end)
-    ltv = None if arpu_end is None else ratio(arpu_end, churn_rate)
-    cac = ratio(total_spend, moves.new_orgs)
     this = signups.get(month, MonthSignups())
     previous = signups.get(previous_month(month), MonthSignups())
+    exact = MonthRatios.of(
+        churned_orgs=moves.churned_orgs,
+        paying_start=ends.paying_start,
+        mrr_start=ends.mrr_start,
+        mrr_end=ends.mrr_end,
+        paying_end=ends.paying_end,
+        spend=total_spend,
+        new_orgs=moves.new_orgs,
+        signups=this.signups,
+        previous_signups=previous.signups,
+        referral_signups=this.referral,
+    )
     return MonthRevenue(
         month=month,
         mrr_start=ends.mrr_start,
@@ -490,19 +563,19 @@ def summarize(
         contraction_orgs=moves.contraction_orgs,
         churned=moves.churned,
         churned_orgs=moves.churned_orgs,
-        churn_rate=churn_rate,
-        arpu_end=arpu_end,
-        ltv=ltv,
+        churn_rate=as_float(exact.churn_rate),
+        arpu_end=as_float(exact.arpu_end),
+        ltv=as_float(exact.ltv),
         spend=total_spend,
-        cac=cac,
-        ltv_to_cac=None if ltv is None else ratio(ltv, cac),
-        payback_months=None if cac is None else ratio(cac, arpu_end),
-        mrr_growth=ratio(ends.mrr_end - ends.mrr_start, ends.mrr_start),
+        cac=as_float(exact.cac),
+        ltv_to_cac=as_float(exact.ltv_to_cac),
+        payback_months=as_float(exact.payback_months),
+        mrr_growth=as_float(exact.mrr_growth),
         signups=this.signups,
         previous_signups=previous.signups,
         referral_signups=this.referral,
-        signup_growth=ratio(this.signups - previous.signups, previous.signups),
-        viral_coefficient=ratio(this.referral, previous.signups),
+        signup_growth=as_float(exact.signup_growth),
+        viral_coefficient=as_float(exact.viral_coefficient),
         channels=channels,
     )
 

@@ -134,7 +134,7 @@ class KpiRpcs:
             config_version=version,
         )
         if card.score is not None:
-            response.alignment_score = card.score
+            response.alignment_score = float(card.score)
         for r in card.kpis:
             d, m = r.definition, r.measured
             kpi = response.kpis.add(
@@ -146,9 +146,9 @@ class KpiRpcs:
                 window=m.window,
             )
             if m.value is not None:
-                kpi.value = m.value
+                kpi.value = float(m.value)
             if r.attainment is not None:
-                kpi.attainment = r.attainment
+                kpi.attainment = float(r.attainment)
             if d.warning is not None:
                 kpi.warning = d.warning
             if d.critical is not None:
@@ -159,7 +159,10 @@ class KpiRpcs:
                 kpi.denominator = m.denominator
         for a in card.actions:
             response.priority_actions.add(
-                kpi=a.kpi, impact=a.impact, gap=a.gap, recommended_action=a.recommended_action
+                kpi=a.kpi,
+                impact=float(a.impact),
+                gap=float(a.gap),
+                recommended_action=a.recommended_action,
             )
         return response
 
