@@ -205,7 +205,7 @@ def lacking(e: Ev) -> bool:
     if e.event in ("subscription.started", "subscription.changed"):
         mrr = p.get("mrr")
         return not e.org_id or isinstance(mrr, bool) or not isinstance(mrr, int) or mrr < 0
-    if e.event == "subscription.canceled":
+    if e.event.startswith("subscription."):  # events.md: org_id "required for subscription.*"
         return not e.org_id
     if e.event == "marketing.spend":
         amount = p.get("amount")

@@ -52,6 +52,7 @@ received_strategy = st.lists(
                 "page.view",
                 "workflow.run",
                 "subscription.started",
+                "subscription.paused",
                 "marketing.spend",
                 "custom.thing",
             ]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +22,7 @@ NAMES = [
     "subscription.started",
     "subscription.changed",
     "subscription.canceled",
+    "subscription.paused",
     "marketing.spend",
     "experiment.exposure",
     "page.view",
@@ -65,6 +66,11 @@ def test_missing_fields_names_each_lacking_field() -> None:
     spend = EventRow("3", "marketing.spend", "", "", 0, {"amount": -4})
     assert quality.missing_fields(spend) == []
     assert quality.missing_fields(EventRow("4", "page.view", "", "", 0, {})) == []
+    # org_id is required for every subscription.*, not only the names the table lists.
+    assert quality.missing_fields(EventRow("5", "subscription.renewed", "", "", 0, {})) == [
+        "org_id"
+    ]
+    assert quality.missing_fields(EventRow("6", "subscription.renewed", "", "o", 0, {})) == []
     tallies = quality.tally_missing_fields([run, sub, spend, run])
     assert tallies == [
         quality.MissingFields("subscription.changed", 1, {"properties.mrr": 1}),
@@ -139,7 +145,11 @@ def test_score_follows_the_penalty_table() -> None:
     assert quality.score(counts(accepted=100, active_users=10)) == 100.0
     # 5 % rejected of 100 received: half of 25. 1 orphan of 10 users: half of 15.
     c = counts(accepted=95, rejected=5, active_users=10, orphan_activity=1)
-    assert quality.score(c) == pytest.approx(100 - 12.5 - 7.5)
+    assert quality.score(c) == 80.0
+    # 3 of 30 accepted lack a field (the whole 20), 2 of 30 skewed (2/3 of 10): 220/3,
+    # rounded once (adding the penalties as doubles gave 73.33333333333334).
+    c = counts(accepted=30, missing_fields=3, clock_skew=2, active_users=10)
+    assert quality.score(c) == float(Fraction(220, 3))
     worst = counts(
         accepted=10,
         rejected=90,

@@ -97,8 +97,9 @@ class ActivityProjection:
     # log once (Projection.version). 2: the revenue, workflow-span and quality read models
     # (migrations 0007-0009) start empty and need every past event. 3: an org's acquisition
     # signup must have a user_id (a user-less one was taken before). 4: `user_days` counts
-    # the events of each day (migration 0011).
-    version = 4
+    # the events of each day (migration 0011). 5: any `subscription.*` without an org_id
+    # is a missing field, not only the three names events.md lists.
+    version = 5
 
     async def apply(self, conn: Connection, entries: Sequence[LogEntry]) -> None:
         """Apply a batch of EventBatch and UserErased entries in log order, exactly once

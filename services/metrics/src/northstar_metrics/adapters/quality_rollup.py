@@ -25,7 +25,7 @@ import orjson
 
 from northstar_metrics.adapters.rollups import add_counts
 from northstar_metrics.domain.events import EventRow
-from northstar_metrics.domain.quality import WELL_KNOWN, is_clock_skewed, missing_fields
+from northstar_metrics.domain.quality import is_clock_skewed, is_well_known, missing_fields
 from northstar_metrics.domain.spans import span_rows, spans_delta
 from northstar_metrics.domain.time import day_of
 from northstar_runtime.db import Connection
@@ -87,7 +87,7 @@ WHERE s.users = 0 AND s.tenant = k.tenant AND s.orphan = k.orphan AND s.kind = k
 def lacking(ev: _Event) -> list[str]:
     """What an accepted event lacks for its metrics (domain/quality.py `missing_fields`)."""
     e = ev.event
-    if e.event not in WELL_KNOWN:
+    if not is_well_known(e.event):
         return []
     properties = orjson.loads(e.properties_json or b"{}") if e.event in _READS_PROPERTIES else {}
     row = EventRow(e.event_id, e.event, e.user_id, e.org_id, e.timestamp_us, properties)

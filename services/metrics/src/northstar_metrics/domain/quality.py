@@ -54,8 +54,11 @@ import enum
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 from northstar_metrics.domain.events import EventRow, integer_property
+from northstar_metrics.domain.ratios import decimal
+from northstar_metrics.domain.revenue import SUBSCRIPTION_PREFIX
 
 SKEW_LIMIT_US = 3_600 * 1_000_000
 BOT_WINDOW_US = 60 * 1_000_000
@@ -77,8 +80,21 @@ NEEDS_USER = frozenset(
 NEEDS_ORG = frozenset(
     {"workflow.run", "subscription.started", "subscription.changed", "subscription.canceled"}
 )
+# events.md: `org_id` is "required for `workflow.run` and `subscription.*`": every name
+# with the prefix (revenue counts an unknown one, say `subscription.paused`, when it has
+# an org), not only the three the table lists.
 _RUN_STATUSES = frozenset({"success", "failed"})
 WELL_KNOWN = NEEDS_USER | NEEDS_ORG | {"marketing.spend"}
+
+
+def is_well_known(event: str) -> bool:
+    """Whether missing_fields has anything to check on this event name."""
+    return event in WELL_KNOWN or event.startswith(SUBSCRIPTION_PREFIX)
+
+
+def needs_org(event: str) -> bool:
+    """Whether the event's built-in metrics need its `org_id`."""
+    return event in NEEDS_ORG or event.startswith(SUBSCRIPTION_PREFIX)
 
 
 def missing_fields(row: EventRow) -> list[str]:
@@ -86,7 +102,7 @@ def missing_fields(row: EventRow) -> list[str]:
     lacking: list[str] = []
     if row.event in NEEDS_USER and not row.user_id:
         lacking.append("user_id")
-    if row.event in NEEDS_ORG and not row.org_id:
+    if needs_org(row.event) and not row.org_id:
         lacking.append("org_id")
     if row.event == "workflow.run":
         status = row.properties.get("status")
@@ -273,12 +289,13 @@ class Penalty:
     points: float
 
 
-def _share(numerator: int, denominator: int) -> float:
-    return numerator / denominator if denominator else 0.0
+def _share(numerator: int, denominator: int) -> Fraction:
+    return Fraction(numerator, denominator) if denominator else Fraction(0)
 
 
-def penalties(counts: QualityCounts) -> list[Penalty]:
-    """Every issue's penalty, in table order."""
+def _exact_penalties(counts: QualityCounts) -> list[tuple[Issue, Fraction, Fraction]]:
+    """(issue, share, points) in table order, exact: the weights and levels are the
+    decimals the table writes, so a score that is 90 by hand is 90.0."""
     shares = {
         Issue.REJECTED: _share(counts.rejected, counts.received),
         Issue.MISSING_FIELDS: _share(counts.missing_fields, counts.accepted),
@@ -291,12 +308,22 @@ def penalties(counts: QualityCounts) -> list[Penalty]:
     out = []
     for issue, (weight, full_at) in PENALTIES.items():
         share = shares[issue]
-        out.append(Penalty(issue, share, weight, full_at, weight * min(1.0, share / full_at)))
+        points = decimal(weight) * min(Fraction(1), share / decimal(full_at))
+        out.append((issue, share, points))
     return out
+
+
+def penalties(counts: QualityCounts) -> list[Penalty]:
+    """Every issue's penalty, in table order."""
+    return [
+        Penalty(issue, float(share), PENALTIES[issue][0], PENALTIES[issue][1], float(points))
+        for issue, share, points in _exact_penalties(counts)
+    ]
 
 
 def score(counts: QualityCounts) -> float | None:
     """100 minus the penalties, at least 0; None when nothing was received."""
     if counts.received == 0:
         return None
-    return max(0.0, 100.0 - sum(p.points for p in penalties(counts)))
+    lost = sum((points for _, _, points in _exact_penalties(counts)), Fraction(0))
+    return float(max(Fraction(0), 100 - lost))
