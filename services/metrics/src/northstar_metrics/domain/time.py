@@ -34,8 +34,20 @@ def range_us(first: date, last: date) -> tuple[int, int]:
     return epoch_day(first) * US_PER_DAY, (epoch_day(last) + 1) * US_PER_DAY
 
 
+# The days a query may name. Queries step a few weeks, months or periods past the days
+# they are given (a week cohort's end, the month before a KPI window, a forecast's
+# horizon); inside these bounds every such step stays within Python's dates.
+FIRST_DAY = date(100, 1, 1)
+LAST_DAY = date(9900, 12, 31)
+DAY_FORMAT = f"a date YYYY-MM-DD from {FIRST_DAY.isoformat()} to {LAST_DAY.isoformat()}"
+
+
 def iso_day(text: str) -> date:
-    """The day written exactly `YYYY-MM-DD`; ValueError for anything else."""
+    """The day written exactly `YYYY-MM-DD`, within [FIRST_DAY, LAST_DAY]; ValueError
+    for anything else."""
     if len(text) != 10:
         raise ValueError(text)
-    return date.fromisoformat(text)
+    day = date.fromisoformat(text)
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ValueError(text)
+    return day

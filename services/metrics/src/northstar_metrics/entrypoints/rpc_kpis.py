@@ -24,7 +24,7 @@ from northstar_metrics.domain.kpis import (
     Status,
     scorecard,
 )
-from northstar_metrics.domain.time import iso_day
+from northstar_metrics.domain.time import DAY_FORMAT, iso_day
 from northstar_metrics.entrypoints.deps import MetricsDeps
 from northstar_runtime.errors import FieldViolation, InvalidArgument
 from northstar_runtime.grpc_server import current_principal
@@ -55,9 +55,9 @@ def parse_as_of(text: str) -> date:
         return iso_day(text)
     except ValueError:
         raise InvalidArgument(
-            f"as_of_date must be a date YYYY-MM-DD, got {text!r}",
+            f"as_of_date must be {DAY_FORMAT}, got {text!r}",
             reason="INVALID_DATE",
-            violations=[FieldViolation("as_of_date", "must be a date YYYY-MM-DD")],
+            violations=[FieldViolation("as_of_date", f"must be {DAY_FORMAT}")],
         ) from None
 
 

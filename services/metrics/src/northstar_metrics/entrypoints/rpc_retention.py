@@ -22,7 +22,7 @@ from northstar_metrics.domain.retention import (
     retention_matrix,
     retention_trend,
 )
-from northstar_metrics.domain.time import iso_day
+from northstar_metrics.domain.time import DAY_FORMAT, iso_day
 from northstar_metrics.entrypoints.deps import MetricsDeps
 from northstar_metrics.entrypoints.validation import date_range, rejected
 from northstar_runtime.errors import FieldViolation, InvalidArgument
@@ -89,7 +89,7 @@ def _cohort_query(
         except ValueError:
             violations.append(
                 FieldViolation(
-                    "as_of_date", f"must be a date YYYY-MM-DD, got {request.as_of_date!r}"
+                    "as_of_date", f"must be {DAY_FORMAT}, got {request.as_of_date!r}"
                 )
             )
     if first is None or last is None or granularity is None or mode is None:

@@ -17,7 +17,7 @@ from northstar_metrics.domain.daily_series import (
     SeriesSpec,
     days_between,
 )
-from northstar_metrics.domain.time import iso_day
+from northstar_metrics.domain.time import DAY_FORMAT, iso_day
 from northstar_metrics.entrypoints.deps import MetricsDeps
 from northstar_metrics.entrypoints.validation import date_range, invalid
 from northstar_runtime.grpc_server import current_principal
@@ -78,7 +78,7 @@ def _day(field: str, text: str) -> date:
     try:
         return iso_day(text)
     except ValueError:
-        raise invalid(field, f"must be a date YYYY-MM-DD, got {text!r}", "INVALID_DATE") from None
+        raise invalid(field, f"must be {DAY_FORMAT}, got {text!r}", "INVALID_DATE") from None
 
 
 def _optional(value: float | None) -> dict[str, float]:

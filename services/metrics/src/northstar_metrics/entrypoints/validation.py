@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date
 
-from northstar_metrics.domain.time import iso_day
+from northstar_metrics.domain.time import DAY_FORMAT, iso_day
 from northstar_runtime.errors import FieldViolation, InvalidArgument
 
 MAX_RANGE_DAYS = 3660
@@ -37,7 +37,7 @@ def date_range(
         try:
             parsed[name] = iso_day(text)
         except ValueError:
-            violations.append(FieldViolation(name, f"must be a date YYYY-MM-DD, got {text!r}"))
+            violations.append(FieldViolation(name, f"must be {DAY_FORMAT}, got {text!r}"))
     if not violations:
         first, last = parsed["from_date"], parsed["to_date"]
         if first > last:
