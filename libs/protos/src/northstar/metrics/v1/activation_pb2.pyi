@@ -310,7 +310,7 @@ class WorkflowsRequest(_message.Message):
     from_date: _builtins.str
     """First day, `YYYY-MM-DD`."""
     to_date: _builtins.str
-    """Last day, `YYYY-MM-DD` (inclusive; at most 3,660 days after from_date)."""
+    """Last day, `YYYY-MM-DD` (inclusive; the range is at most 3,660 days)."""
     granularity: Global___WorkflowsGranularity.ValueType
     """Period length; unspecified means days."""
     def __init__(

@@ -77,7 +77,7 @@ class DataQualityRequest(_message.Message):
     from_date: _builtins.str
     """First receive day, `YYYY-MM-DD`."""
     to_date: _builtins.str
-    """Last receive day, `YYYY-MM-DD` (at most 3,660 days after from_date)."""
+    """Last receive day, `YYYY-MM-DD`, inclusive (the range is at most 3,660 days)."""
     def __init__(
         self,
         *,

@@ -112,8 +112,9 @@ class CohortSegment(_message.Message):
     attribute: Global___CohortAttribute.ValueType
     """The signup attribute compared."""
     value: _builtins.str
-    """The value it must equal (a JSON string property, compared exactly);
-    users whose signup lacks the attribute, or has a non-string one, are left out.
+    """The value it must equal (a JSON string property, compared exactly), not empty
+    (proto3 cannot tell an empty value from none); users whose signup lacks the
+    attribute, or has a non-string one, are left out.
     """
     def __init__(
         self,

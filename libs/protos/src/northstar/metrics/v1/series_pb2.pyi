@@ -182,7 +182,7 @@ class AnomaliesRequest(_message.Message):
     from_date: _builtins.str
     """First day judged, `YYYY-MM-DD`."""
     to_date: _builtins.str
-    """Last day judged, `YYYY-MM-DD` (at most 3,660 days after from_date)."""
+    """Last day judged, `YYYY-MM-DD`, inclusive (the range is at most 3,660 days)."""
     z_threshold: _builtins.float
     """Anomalous when |z| >= this; unset: 3. Must be > 0."""
     relative_threshold: _builtins.float
