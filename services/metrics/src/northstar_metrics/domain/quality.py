@@ -80,9 +80,6 @@ NEEDS_USER = frozenset(
 NEEDS_ORG = frozenset(
     {"workflow.run", "subscription.started", "subscription.changed", "subscription.canceled"}
 )
-# events.md: `org_id` is "required for `workflow.run` and `subscription.*`": every name
-# with the prefix (revenue counts an unknown one, say `subscription.paused`, when it has
-# an org), not only the three the table lists.
 _RUN_STATUSES = frozenset({"success", "failed"})
 WELL_KNOWN = NEEDS_USER | NEEDS_ORG | {"marketing.spend"}
 
@@ -93,7 +90,12 @@ def is_well_known(event: str) -> bool:
 
 
 def needs_org(event: str) -> bool:
-    """Whether the event's built-in metrics need its `org_id`."""
+    """Whether the event's built-in metrics need its `org_id`.
+
+    events.md: `org_id` is "required for `workflow.run` and `subscription.*`": every name
+    with the prefix (revenue counts an unknown one, say `subscription.paused`, when it
+    has an org), not only the three names the table lists.
+    """
     return event in NEEDS_ORG or event.startswith(SUBSCRIPTION_PREFIX)
 
 

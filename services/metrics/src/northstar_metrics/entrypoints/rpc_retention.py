@@ -88,9 +88,7 @@ def _cohort_query(
             as_of = iso_day(request.as_of_date)
         except ValueError:
             violations.append(
-                FieldViolation(
-                    "as_of_date", f"must be {DAY_FORMAT}, got {request.as_of_date!r}"
-                )
+                FieldViolation("as_of_date", f"must be {DAY_FORMAT}, got {request.as_of_date!r}")
             )
     if first is None or last is None or granularity is None or mode is None:
         return None
