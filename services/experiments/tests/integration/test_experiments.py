@@ -104,6 +104,17 @@ async def test_lifecycle_with_versions_history_and_errors(service: ExperimentsUn
         )
         == grpc.StatusCode.INVALID_ARGUMENT
     )
+    # 0 would read as "never started" (no analysis at all): a start is after the epoch.
+    epoch = definition()
+    epoch.analysis_start_us = 0
+    assert (
+        await code_of(
+            s.CreateExperiment(
+                pb.CreateExperimentRequest(key="bad", definition=epoch), metadata=ADMIN
+            )
+        )
+        == grpc.StatusCode.INVALID_ARGUMENT
+    )
 
     started = (
         await s.StartExperiment(

@@ -94,6 +94,20 @@ def test_srm_matches_gbstats_and_scipy_chisquare(index: int) -> None:
     assert close(ours, float(chisquare(case["users"], expected).pvalue))
 
 
+def test_a_strong_effect_has_a_sequential_p_value_of_zero() -> None:
+    # 10 % against 20 % conversion over 100k users each: the e-value is past a double's
+    # range (gbstats' numpy gives inf, so p = 0; math.exp raised OverflowError).
+    a, b = (
+        plain(Moments(100_000, 10_000, 10_000, True)),
+        plain(Moments(100_000, 20_000, 20_000, True)),
+    )
+    f = frequentist(a, b, sequential=True)
+    assert f.p_value == 0.0
+    assert close(f.lift, 1.0)
+    assert abs(f.ci_lower - 0.92169) < 1e-5  # gbstats 0.8.0, to its printed digits
+    assert abs(f.ci_upper - 1.07831) < 1e-5
+
+
 def test_baseline_zero_gives_gbstats_default_output() -> None:
     a, b = plain(Moments(100, 0, 0, True)), plain(Moments(100, 5, 5, True))
     f = frequentist(a, b)

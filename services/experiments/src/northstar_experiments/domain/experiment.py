@@ -213,8 +213,10 @@ def validate_definition(d: Definition) -> Definition:
         out.extend(_metric_violations(m, f"definition.goal_metrics[{i}]"))
     for i, m in enumerate(d.guardrail_metrics):
         out.extend(_metric_violations(m, f"definition.guardrail_metrics[{i}]"))
-    if d.analysis_start_us is not None and d.analysis_start_us < 0:
-        out.append(FieldViolation("definition.analysis_start_us", "must be >= 0"))
+    # 0 is how a state says "never started" (Experiment.analysis_start_us): an explicit
+    # start there would read as no analysis at all, so a start is after the epoch.
+    if d.analysis_start_us is not None and d.analysis_start_us <= 0:
+        out.append(FieldViolation("definition.analysis_start_us", "must be > 0"))
     if out:
         raise _bad(out)
     return d

@@ -168,8 +168,11 @@ def frequentist(
         )
         st2 = point**2 * n / variance
         tr2p1 = n * rho**2 + 1
-        evalue = math.exp(rho**2 * st2 / (2 * tr2p1)) / math.sqrt(tr2p1)
-        p = min(1 / evalue, 1.0)
+        # p = 1 / e-value, e-value = exp(rho² st² / (2 (n rho² + 1))) / sqrt(n rho² + 1),
+        # taken in logs: a strong effect's e-value overflows a double (gbstats' numpy
+        # gives inf, so p = 0), its p-value underflows to 0.
+        log_evalue = rho**2 * st2 / (2 * tr2p1) - 0.5 * math.log(tr2p1)
+        p = math.exp(-log_evalue) if log_evalue > 0 else 1.0
         return Comparison(point, point - width, point + width, sd, p_value=p)
     dof = (b.variance / b.n + a.variance / a.n) ** 2 / (
         b.variance**2 / (b.n**2 * (b.n - 1)) + a.variance**2 / (a.n**2 * (a.n - 1))

@@ -333,7 +333,7 @@ class ExperimentDefinition(_message.Message):
     seed: _builtins.str
     """Hash seed; empty: the experiment key."""
     analysis_start_us: _builtins.int
-    """Analysis start, microseconds since the epoch; absent: when first started."""
+    """Analysis start, microseconds since the epoch (> 0); absent: when first started."""
     @_builtins.property
     def variants(self) -> _containers.RepeatedCompositeFieldContainer[Global___Variant]:
         """2-10 variants; the first is the control."""
