@@ -1207,7 +1207,9 @@ class MetricResult(_message.Message):
     role: Global___MetricRole.ValueType
     """Goal or guardrail."""
     cuped_theta: _builtins.float
-    """The CUPED theta used (0 when not adjusted)."""
+    """The CUPED theta used (0 when not adjusted). Each comparison uses its own pair's
+    theta; with more than two variants this is the last variant's pair's.
+    """
     @_builtins.property
     def variants(self) -> _containers.RepeatedCompositeFieldContainer[Global___VariantResult]:
         """The control first."""
