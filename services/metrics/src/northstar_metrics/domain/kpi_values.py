@@ -53,7 +53,7 @@ def kpi_values_of(windows: KpiWindows, counts: KpiCounts) -> dict[str, KpiValue]
     recent_window = f"signups {recent[0].isoformat()}..{recent[1].isoformat()}"
     older_window = f"signups {older[0].isoformat()}..{older[1].isoformat()}"
     month_window = f"month {windows.month.isoformat()[:7]}"
-    summary, exact = counts.month, counts.month.exact()
+    summary, exact = counts.month, counts.month.ratios
     values = [
         _ratio("d7_retention", recent_window, *counts.d7_retention),
         _ratio("activation_rate", recent_window, *counts.activation),

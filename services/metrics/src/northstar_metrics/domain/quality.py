@@ -86,7 +86,7 @@ WELL_KNOWN = NEEDS_USER | NEEDS_ORG | {"marketing.spend"}
 
 def is_well_known(event: str) -> bool:
     """Whether missing_fields has anything to check on this event name."""
-    return event in WELL_KNOWN or event.startswith(SUBSCRIPTION_PREFIX)
+    return event in WELL_KNOWN or needs_org(event)
 
 
 def needs_org(event: str) -> bool:

@@ -335,7 +335,10 @@ class ChannelCac:
 
 @dataclass(frozen=True, slots=True)
 class MonthRevenue:
-    """A month's MRR at both ends, its movements and the ratios built on them."""
+    """A month's MRR at both ends, its movements and the ratios built on them.
+
+    The ratios are kept exact (`ratios`); each float attribute rounds one of them once.
+    """
 
     month: date
     mrr_start: int
@@ -350,35 +353,48 @@ class MonthRevenue:
     contraction_orgs: int
     churned: int
     churned_orgs: int
-    churn_rate: float | None
-    arpu_end: float | None
-    ltv: float | None
     spend: int
-    cac: float | None
-    ltv_to_cac: float | None
-    payback_months: float | None
-    mrr_growth: float | None
     signups: int
     previous_signups: int
     referral_signups: int
-    signup_growth: float | None
-    viral_coefficient: float | None
     channels: tuple[ChannelCac, ...]
+    ratios: MonthRatios
 
-    def exact(self) -> MonthRatios:
-        """The month's ratios as exact fractions (the float fields round these once)."""
-        return MonthRatios.of(
-            churned_orgs=self.churned_orgs,
-            paying_start=self.paying_start,
-            mrr_start=self.mrr_start,
-            mrr_end=self.mrr_end,
-            paying_end=self.paying_end,
-            spend=self.spend,
-            new_orgs=self.new_orgs,
-            signups=self.signups,
-            previous_signups=self.previous_signups,
-            referral_signups=self.referral_signups,
-        )
+    @property
+    def churn_rate(self) -> float | None:
+        return as_float(self.ratios.churn_rate)
+
+    @property
+    def arpu_end(self) -> float | None:
+        return as_float(self.ratios.arpu_end)
+
+    @property
+    def ltv(self) -> float | None:
+        return as_float(self.ratios.ltv)
+
+    @property
+    def cac(self) -> float | None:
+        return as_float(self.ratios.cac)
+
+    @property
+    def ltv_to_cac(self) -> float | None:
+        return as_float(self.ratios.ltv_to_cac)
+
+    @property
+    def payback_months(self) -> float | None:
+        return as_float(self.ratios.payback_months)
+
+    @property
+    def mrr_growth(self) -> float | None:
+        return as_float(self.ratios.mrr_growth)
+
+    @property
+    def signup_growth(self) -> float | None:
+        return as_float(self.ratios.signup_growth)
+
+    @property
+    def viral_coefficient(self) -> float | None:
+        return as_float(self.ratios.viral_coefficient)
 
 
 @dataclass(frozen=True, slots=True)
@@ -537,18 +553,6 @@ def summarize(
     total_spend = sum(s.amount for s in spend)
     this = signups.get(month, MonthSignups())
     previous = signups.get(previous_month(month), MonthSignups())
-    exact = MonthRatios.of(
-        churned_orgs=moves.churned_orgs,
-        paying_start=ends.paying_start,
-        mrr_start=ends.mrr_start,
-        mrr_end=ends.mrr_end,
-        paying_end=ends.paying_end,
-        spend=total_spend,
-        new_orgs=moves.new_orgs,
-        signups=this.signups,
-        previous_signups=previous.signups,
-        referral_signups=this.referral,
-    )
     return MonthRevenue(
         month=month,
         mrr_start=ends.mrr_start,
@@ -563,20 +567,23 @@ def summarize(
         contraction_orgs=moves.contraction_orgs,
         churned=moves.churned,
         churned_orgs=moves.churned_orgs,
-        churn_rate=as_float(exact.churn_rate),
-        arpu_end=as_float(exact.arpu_end),
-        ltv=as_float(exact.ltv),
         spend=total_spend,
-        cac=as_float(exact.cac),
-        ltv_to_cac=as_float(exact.ltv_to_cac),
-        payback_months=as_float(exact.payback_months),
-        mrr_growth=as_float(exact.mrr_growth),
         signups=this.signups,
         previous_signups=previous.signups,
         referral_signups=this.referral,
-        signup_growth=as_float(exact.signup_growth),
-        viral_coefficient=as_float(exact.viral_coefficient),
         channels=channels,
+        ratios=MonthRatios.of(
+            churned_orgs=moves.churned_orgs,
+            paying_start=ends.paying_start,
+            mrr_start=ends.mrr_start,
+            mrr_end=ends.mrr_end,
+            paying_end=ends.paying_end,
+            spend=total_spend,
+            new_orgs=moves.new_orgs,
+            signups=this.signups,
+            previous_signups=previous.signups,
+            referral_signups=this.referral,
+        ),
     )
 
 
